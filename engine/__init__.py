@@ -1,0 +1,56 @@
+"""A declarative DAG workflow engine: JSON policies of steps, run by an async state machine.
+
+``engine`` is the core: the policy document, validation, values and conditions, the step
+registry, the runner, run state and the CLI. It knows nothing about any stage: fetch,
+transform, report, render and send steps are plugins (the ``steps`` package and third-party
+packages) that register themselves by subclassing :class:`Step`.
+
+Plugin authors import from here only; everything else is internal.
+"""
+
+from .artifacts import ArtifactRef as ArtifactRef
+from .artifacts import ArtifactStore as ArtifactStore
+from .errors import ConditionError as ConditionError
+from .errors import EngineError as EngineError
+from .errors import InvalidTransition as InvalidTransition
+from .errors import PolicyError as PolicyError
+from .errors import Problem as Problem
+from .errors import RefError as RefError
+from .errors import RegistryError as RegistryError
+from .errors import ResumeError as ResumeError
+from .errors import SecretError as SecretError
+from .errors import StepError as StepError
+from .errors import StepTimeout as StepTimeout
+from .errors import TemplateError as TemplateError
+from .errors import UsageError as UsageError
+from .states import RunState as RunState
+from .states import StepState as StepState
+from .step import ConditionValue as ConditionValue
+from .step import Step as Step
+from .step import StepContext as StepContext
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactRef",
+    "ArtifactStore",
+    "ConditionError",
+    "ConditionValue",
+    "EngineError",
+    "InvalidTransition",
+    "PolicyError",
+    "Problem",
+    "RefError",
+    "RegistryError",
+    "ResumeError",
+    "RunState",
+    "SecretError",
+    "Step",
+    "StepContext",
+    "StepError",
+    "StepState",
+    "StepTimeout",
+    "TemplateError",
+    "UsageError",
+    "__version__",
+]

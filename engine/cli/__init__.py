@@ -1,0 +1,332 @@
+"""The ``engine`` command: parse arguments, call the library, render, map errors to exit codes.
+
+Exit codes: 0 SUCCESS (or valid), 1 FAILED/CANCELLED, 2 invalid policy or usage, 3 PARTIAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from .. import __version__, logs
+from ..api import RunResult, get_run, resume_run, run_params, run_policy
+from ..errors import EngineError, PolicyError, UsageError
+from ..plugins import load_plugins
+from ..runner import Runner
+from ..schema import manifest, policy_schema
+from ..states import RunState
+from ..step import registry
+from ..store import Store
+from ..validate import ValidPolicy, validate_file
+from . import diagrams, render
+
+EXIT_BY_STATUS = {
+    RunState.SUCCESS.value: 0,
+    RunState.FAILED.value: 1,
+    RunState.CANCELLED.value: 1,
+    RunState.PARTIAL.value: 3,
+}
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Console-script entry point."""
+    try:
+        code = cli.main(args=argv, prog_name="engine", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = 2
+    except click.Abort:
+        stderr.print("aborted")
+        code = 1
+    except EngineError as exc:
+        _report(exc)
+        code = exc.exit_code
+    sys.exit(code or 0)
+
+
+def _report(exc: EngineError) -> None:
+    if isinstance(exc, PolicyError):
+        render.print_problems(stderr, exc.source, exc.problems)
+    else:
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EngineError:
+            raise
+        except click.ClickException as exc:
+            exc.exit_code = 2
+            raise
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="engine")
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help="Import a step plugin module (repeatable).")
+@click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ENGINE_STATE_DIR",
+    help="Where run state lives (default ./.engine; env ENGINE_STATE_DIR).",
+)
+@click.pass_context
+def cli(ctx: click.Context, plugins: tuple[str, ...], state_dir: Path | None) -> None:
+    """Run declarative DAG policies: validate, plan, run, resume and inspect them."""
+    load_plugins(plugins)
+    ctx.obj = {"state_dir": state_dir}
+
+
+state_dir_option = click.option(
+    "--state-dir", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Where run state lives (overrides the global option and ENGINE_STATE_DIR).",
+)
+policy_argument = click.argument("policy", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def _store(ctx: click.Context, state_dir: Path | None) -> Store:
+    store = Store.open(state_dir or ctx.obj["state_dir"])
+    store.mark_interrupted()
+    return store
+
+
+def _param_strings(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--param {item!r}: expected NAME=VALUE")
+        out[name.strip()] = value
+    return out
+
+
+def _dump(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+# -- validate, plan, schema, steps ----------------------------------------------------------
+
+
+@cli.command()
+@policy_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def validate(policy: Path, as_json: bool) -> None:
+    """Check a policy and report every problem with its location (exit 2 if any)."""
+    try:
+        valid = validate_file(policy)
+    except PolicyError as exc:
+        if as_json:
+            _dump({"valid": False, "policy": str(policy), "problems": [p.to_dict() for p in exc.problems]})
+        else:
+            render.print_problems(stderr, str(policy), exc.problems)
+        raise click.exceptions.Exit(2) from None
+    if as_json:
+        _dump({"valid": True, "policy": str(policy), "policy_id": valid.id, "steps": len(valid.position_of),
+               "problems": []})
+    else:
+        stdout.print(f"{policy}: valid ({len(valid.main_ids)} steps, {len(valid.failure_ids)} on_failure)")
+
+
+@cli.command()
+@policy_argument
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "mermaid", "dot"]), default="text")
+@click.option("--dry-run", is_flag=True, help="Show which steps a dry run would preview.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Set a run parameter.")
+def plan(policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...]) -> None:
+    """Show the execution layers and what each step would do, without running anything."""
+    from ..plan import make_plan
+
+    valid = validate_file(policy)
+    result = make_plan(valid, run_params(valid, _param_strings(params)), dry_run)
+    if fmt == "json":
+        _dump(result.to_dict())
+        return
+    if fmt in ("mermaid", "dot"):
+        nodes = [(s.id, f"{s.type} · {s.action}", s.action) for s in result.steps]
+        deps = {s.id: s.depends_on for s in result.steps}
+        text = (
+            diagrams.mermaid(nodes, deps, valid.failure_ids)
+            if fmt == "mermaid"
+            else diagrams.dot(valid.id, nodes, deps, valid.failure_ids)
+        )
+        click.echo(text, nl=False)
+        return
+    stdout.print(
+        f"policy {valid.id}: {len(valid.main_ids)} steps in {len(result.layers)} layers "
+        f"(max_concurrency {result.max_concurrency}){' - dry run' if dry_run else ''}"
+    )
+    current = None
+    for step in result.steps:
+        if step.layer != current:
+            current = step.layer
+            label = "on_failure" if step.phase == "on_failure" else "layer"
+            stdout.print(f"{label} {step.layer}")
+        note = f"  ({step.reason})" if step.reason else ""
+        after = f"  after {', '.join(step.depends_on)}" if step.depends_on else ""
+        stdout.print(f"  {step.id:<24} {step.type:<16} {step.action}{after}{note}", markup=False)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the policy JSON Schema (Draft 2020-12), with params typed per step type."""
+    _dump(policy_schema())
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest: each type's Params/Output JSON Schemas.")
+def steps(as_json: bool) -> None:
+    """List the registered step types."""
+    if as_json:
+        _dump({"steps": manifest()})
+        return
+    for cls in registry.types():
+        aliases = f" (alias: {', '.join(cls.aliases)})" if cls.aliases else ""
+        effects = " [side effects]" if cls.side_effects else ""
+        stdout.print(f"[bold]{cls.type}[/]{aliases}{effects}")
+        stdout.print(f"    {cls.description().splitlines()[0] if cls.description() else ''}", markup=False)
+
+
+# -- run, resume ------------------------------------------------------------------------------
+
+
+@cli.command()
+@policy_argument
+@click.option("--dry-run", is_flag=True, help="Preview steps with side effects instead of running them.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Set a run parameter (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the finished run as one JSON object.")
+@state_dir_option
+@click.pass_context
+def run(ctx: click.Context, policy: Path, dry_run: bool, params: tuple[str, ...], as_json: bool,
+        state_dir: Path | None) -> None:
+    """Run a policy."""
+    valid = validate_file(policy)
+    strings = _param_strings(params)
+    run_params(valid, strings)  # bad params are exit 2, before anything is recorded
+    store = _store(ctx, state_dir)
+
+    async def go(observer: Any, on_runner: Any) -> RunResult:
+        return await run_policy(valid, store=store, param_strings=strings, dry_run=dry_run, observer=observer,
+                                on_runner=on_runner)
+
+    result = _execute(store, valid, go, as_json, "run")
+    _finish(result, as_json)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Use this (fixed) policy file; changed steps and their dependents run again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the finished run as one JSON object.")
+@state_dir_option
+@click.pass_context
+def resume(ctx: click.Context, run_id: str, policy_path: Path | None, as_json: bool, state_dir: Path | None) -> None:
+    """Continue a FAILED, PARTIAL or CANCELLED run without redoing what succeeded."""
+    store = _store(ctx, state_dir)
+    valid = validate_file(policy_path) if policy_path else None
+
+    async def go(observer: Any, on_runner: Any) -> RunResult:
+        return await resume_run(run_id, store=store, policy_path=policy_path, observer=observer, on_runner=on_runner)
+
+    result = _execute(store, valid, go, as_json, "resume")
+    _finish(result, as_json)
+
+
+def _execute(store: Store, valid: ValidPolicy | None, go: Any, as_json: bool, verb: str) -> RunResult:
+    live = stdout.is_terminal and not as_json
+    logs.configure(store.state_dir, console_level=30 if live else 20)
+    table: render.LiveTable | None = None
+    runners: list[Runner] = []
+
+    async def main() -> RunResult:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda s=sig: [r.cancel(f"cancelled by {s.name}") for r in runners])
+        return await go(table.observe if table else None, runners.append)
+
+    try:
+        if live:
+            ids = (valid.main_ids + valid.failure_ids) if valid else []
+            title = f"{verb} {valid.id}" if valid else verb
+            with render.LiveTable(stdout, ids, title) as table:
+                return asyncio.run(main())
+        return asyncio.run(main())
+    finally:
+        logs.close()
+
+
+def _finish(result: RunResult, as_json: bool) -> None:
+    if as_json:
+        _dump(result.to_dict())
+    else:
+        render.print_run_summary(stdout if stdout.is_terminal else stderr, result)
+    raise click.exceptions.Exit(EXIT_BY_STATUS.get(result.status, 1))
+
+
+# -- runs, show ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--policy", "policy_id", help="Only runs of this policy id.")
+@click.option("--status", type=click.Choice([s.value for s in RunState], case_sensitive=False))
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@state_dir_option
+@click.pass_context
+def runs(ctx: click.Context, policy_id: str | None, status: str | None, limit: int, as_json: bool,
+         state_dir: Path | None) -> None:
+    """List recent runs, newest first."""
+    store = _store(ctx, state_dir)
+    rows = store.list_runs(policy_id, status, limit)
+    if as_json:
+        keys = ("id", "policy_id", "status", "attempt", "dry_run", "trigger", "started_at", "finished_at", "error")
+        _dump({"runs": [{("run_id" if k == "id" else k): (bool(r[k]) if k == "dry_run" else r[k]) for k in keys}
+                        for r in rows]})
+    else:
+        render.print_runs(stdout, rows)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "mermaid", "dot"]), default="text")
+@state_dir_option
+@click.pass_context
+def show(ctx: click.Context, run_id: str, as_json: bool, fmt: str, state_dir: Path | None) -> None:
+    """Show one run: its steps, states, attempts and errors."""
+    store = _store(ctx, state_dir)
+    result = get_run(store, run_id)
+    if as_json or fmt == "json":
+        _dump(result.to_dict())
+        return
+    if fmt in ("mermaid", "dot"):
+        row = store.get_run(result.run_id)
+        assert row is not None
+        doc = json.loads(row["policy_json"])
+        deps = _declared_deps(doc, result)
+        nodes = [(s.id, f"{s.type} · {s.status}", s.status) for s in result.steps]
+        failure = [s.id for s in result.steps if s.phase == "on_failure"]
+        text = diagrams.mermaid(nodes, deps, failure) if fmt == "mermaid" else diagrams.dot(result.policy_id, nodes, deps, failure)
+        click.echo(text, nl=False)
+        return
+    render.print_run_detail(stdout, result)
+
+
+def _declared_deps(doc: dict[str, Any], result: RunResult) -> dict[str, list[str]]:
+    """The run's graph edges, recomputed from its stored policy snapshot."""
+    from ..validate import validate_document
+
+    try:
+        return validate_document(doc).deps
+    except PolicyError:  # a step type that is no longer installed: fall back to depends_on
+        return {s.get("id"): list(s.get("depends_on", [])) for s in doc.get("steps", []) + doc.get("on_failure", [])}

@@ -1,0 +1,157 @@
+"""Human output: the live step table, run summaries, problems, run lists."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..api import RunResult
+from ..errors import Problem
+from ..runner import StepEvent
+from ..states import StepState
+
+STATE_COLORS = {
+    "PENDING": "dim",
+    "RUNNING": "yellow",
+    "SUCCESS": "green",
+    "FAILED": "bold red",
+    "SKIPPED": "bright_black",
+    "CANCELLED": "magenta",
+    "PARTIAL": "yellow",
+}
+
+
+class LiveTable:
+    """A per-step status table that redraws while the run goes on (only on a terminal)."""
+
+    def __init__(self, console: Console, step_ids: Sequence[str], title: str) -> None:
+        self.console = console
+        self.title = title
+        self.rows: dict[str, dict[str, Any]] = {
+            sid: {"status": "PENDING", "attempt": 0, "started": None, "duration": None, "note": ""} for sid in step_ids
+        }
+        self.live = Live(console=console, refresh_per_second=8, transient=False, get_renderable=self.render)
+
+    def __enter__(self) -> LiveTable:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.__exit__(*exc)
+
+    def observe(self, event: StepEvent) -> None:
+        row = self.rows.setdefault(event.step_id, {"status": "PENDING", "attempt": 0, "started": None,
+                                                   "duration": None, "note": ""})
+        row["status"] = event.status.value
+        row["attempt"] = event.attempt
+        if event.status is StepState.RUNNING and row["started"] is None:
+            row["started"] = time.monotonic()
+        if event.duration_s is not None:
+            row["duration"] = event.duration_s
+        row["note"] = event.error or event.skip_reason or ""
+
+    def render(self) -> Table:
+        table = Table(title=self.title, title_justify="left", expand=False)
+        table.add_column("step")
+        table.add_column("state")
+        table.add_column("attempt", justify="right")
+        table.add_column("duration", justify="right")
+        table.add_column("note", overflow="ellipsis", max_width=60, no_wrap=True)
+        for sid, row in self.rows.items():
+            duration = row["duration"]
+            if duration is None and row["started"] is not None and row["status"] == "RUNNING":
+                duration = time.monotonic() - row["started"]
+            table.add_row(
+                sid,
+                Text(row["status"], style=STATE_COLORS.get(row["status"], "")),
+                str(row["attempt"] or ""),
+                _seconds(duration),
+                row["note"],
+            )
+        return table
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def print_run_summary(console: Console, result: RunResult) -> None:
+    counts: dict[str, int] = {}
+    for step in result.steps:
+        counts[step.status] = counts.get(step.status, 0) + 1
+    parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+    style = STATE_COLORS.get(result.status, "")
+    dry = " (dry run)" if result.dry_run else ""
+    console.print(f"run [bold]{result.run_id}[/] [{style}]{result.status}[/]{dry}: {parts}", highlight=False)
+    for step in result.steps:
+        if step.status == "FAILED":
+            console.print(f"  [red]x[/] {step.id}: {step.error}", highlight=False, markup=False)
+    if result.error and result.status != "SUCCESS":
+        console.print(f"  error: {result.error}", highlight=False, markup=False)
+    if result.preview_dir:
+        console.print(f"  previews: {result.preview_dir}", highlight=False, markup=False)
+    if result.status in ("FAILED", "PARTIAL", "CANCELLED"):
+        console.print(f"  resume with: engine resume {result.run_id}", highlight=False, markup=False)
+
+
+def print_run_detail(console: Console, result: RunResult) -> None:
+    console.print(
+        f"run {result.run_id}  policy {result.policy_id}  status {result.status}  attempt {result.attempt}"
+        f"  trigger {result.trigger}{'  dry run' if result.dry_run else ''}",
+        highlight=False, markup=False,
+    )
+    console.print(f"started {result.started_at}  finished {result.finished_at or '-'}", highlight=False, markup=False)
+    if result.error:
+        console.print(f"error: {result.error}", highlight=False, markup=False)
+    if result.preview_dir:
+        console.print(f"previews: {result.preview_dir}", highlight=False, markup=False)
+    table = Table(expand=False)
+    for column in ("step", "type", "state", "attempts", "duration", "note"):
+        table.add_column(column, justify="right" if column in ("attempts", "duration") else "left")
+    for step in result.steps:
+        name = step.id if step.phase == "main" else f"{step.id} (on_failure)"
+        table.add_row(
+            name, step.type, Text(step.status, style=STATE_COLORS.get(step.status, "")), str(step.attempts),
+            _seconds(step.duration_s), step.error or step.skip_reason or "",
+        )
+    console.print(table)
+
+
+def print_problems(console: Console, source: str | None, problems: Sequence[Problem]) -> None:
+    head = f"{source}: " if source else ""
+    count = len(problems)
+    console.print(f"{head}[bold red]{count} problem{'s' if count != 1 else ''}[/]", highlight=False)
+    for problem in problems:
+        where = problem.pointer or "/"
+        if problem.line is not None:
+            where = f"line {problem.line}, column {problem.column}"
+        text = Text(f"  {where}: ", style="cyan")
+        text.append(problem.message)
+        if problem.hint:
+            text.append(f" ({problem.hint})", style="dim")
+        console.print(text)
+
+
+def print_runs(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no runs yet")
+        return
+    table = Table(expand=False)
+    for column in ("run id", "policy", "status", "attempt", "trigger", "started", "finished"):
+        table.add_column(column)
+    for row in rows:
+        status = row["status"] + (" (dry run)" if row["dry_run"] else "")
+        table.add_row(
+            row["id"], row["policy_id"], Text(status, style=STATE_COLORS.get(row["status"], "")), str(row["attempt"]),
+            row["trigger"], row["started_at"][:19].replace("T", " "),
+            (row["finished_at"] or "")[:19].replace("T", " "),
+        )
+    console.print(table)

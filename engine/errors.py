@@ -1,0 +1,160 @@
+"""The engine's exceptions: one hierarchy, each class with its CLI exit code.
+
+    EngineError                 base of everything the engine raises on purpose
+    ├── PolicyError             the policy (or a --param) is invalid; carries every Problem   exit 2
+    ├── UsageError              a command was called wrongly (unknown run id, bad flag value)  exit 2
+    ├── RegistryError           a step type is registered twice, or a plugin cannot be loaded  exit 2
+    ├── ResumeError             a run cannot be resumed (e.g. it already succeeded)           exit 2
+    ├── InvalidTransition       an illegal step/run state change (a bug, never user input)
+    └── StepError               a step failed; the runner records it on the step
+        ├── StepTimeout         the step ran longer than its timeout_s
+        ├── RefError            a {"ref": ...} path does not exist in the run context
+        ├── TemplateError       a {"template": ...} failed to render (unknown name, bad syntax)
+        ├── SecretError         a {"secret": ...} is not set in the environment
+        └── ConditionError      a condition cannot be evaluated (missing path, bad comparison)
+
+Messages point at the policy location (a JSON pointer such as ``/steps/3/params/path``)
+and say what would fix the problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "ConditionError",
+    "EngineError",
+    "InvalidTransition",
+    "PolicyError",
+    "Problem",
+    "RefError",
+    "RegistryError",
+    "ResumeError",
+    "SecretError",
+    "StepError",
+    "StepTimeout",
+    "TemplateError",
+    "UsageError",
+]
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a policy, at one place.
+
+    ``pointer`` is a JSON pointer into the policy document ("" is the whole document);
+    ``line``/``column`` are set for JSON syntax errors.
+
+    Example: ``Problem("/steps/3/type", "unknown step type 'core.valu'", hint="did you mean 'core.value'?")``
+    """
+
+    pointer: str
+    message: str
+    hint: str | None = None
+    line: int | None = field(default=None, compare=False)
+    column: int | None = field(default=None, compare=False)
+
+    def __str__(self) -> str:
+        where = self.pointer or "/"
+        if self.line is not None:
+            where = f"line {self.line}, column {self.column}"
+        text = f"{where}: {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pointer": self.pointer, "message": self.message, "hint": self.hint}
+        if self.line is not None:
+            out["line"] = self.line
+            out["column"] = self.column
+        return out
+
+
+class EngineError(Exception):
+    """Base class of the engine's errors."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class PolicyError(EngineError, ValueError):
+    """The policy document is invalid. ``problems`` lists every problem found, sorted by location."""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, problems: list[Problem], source: str | None = None) -> None:
+        self.problems = sorted(problems, key=lambda p: (_pointer_key(p.pointer), p.message))
+        self.source = source
+        head = f"{source}: " if source else ""
+        count = len(self.problems)
+        lines = [f"{head}{count} problem{'s' if count != 1 else ''}"]
+        lines += [f"  {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class UsageError(EngineError):
+    """A command was used wrongly: an unknown run id, a malformed flag."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class RegistryError(EngineError):
+    """A step type cannot be registered or a plugin module cannot be imported."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class ResumeError(EngineError):
+    """The run cannot be resumed (it succeeded, is still running, or the policy does not match)."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class InvalidTransition(EngineError, RuntimeError):
+    """An illegal state change, such as SUCCESS -> RUNNING. Always a bug in the engine."""
+
+
+class StepError(EngineError):
+    """A step failed. ``retryable`` tells ``retry_then_fail`` whether another attempt can help."""
+
+    retryable: bool = True
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class StepTimeout(StepError):
+    """The step ran longer than its ``timeout_s``."""
+
+
+class RefError(StepError):
+    """A ``{"ref": ...}`` path does not exist in the run context."""
+
+    retryable = False
+
+
+class TemplateError(StepError):
+    """A ``{"template": ...}`` could not be rendered."""
+
+    retryable = False
+
+
+class SecretError(StepError):
+    """A ``{"secret": ...}`` is not set."""
+
+    retryable = False
+
+
+class ConditionError(StepError):
+    """A condition could not be evaluated."""
+
+    retryable = False
+
+
+def _pointer_key(pointer: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key so that /steps/10 comes after /steps/9."""
+    parts = pointer.split("/")[1:] if pointer else []
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)

@@ -1,0 +1,129 @@
+"""The policy document: frozen pydantic models with ``extra="forbid"``.
+
+These models check the *shape* of a policy. Everything that needs more than one field at a
+time (step types, references, cycles) is checked in :mod:`engine.validate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+POLICY_ID_PATTERN = r"^[a-z][a-z0-9_-]*$"
+STEP_ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
+PARAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+RESERVED_STEP_IDS = frozenset({"params", "run"})
+SCHEMA_VERSION = 1
+
+
+class OnError(str, Enum):
+    """What a step failure does to the run."""
+
+    fail_pipeline = "fail_pipeline"
+    log_and_continue = "log_and_continue"
+    retry_then_fail = "retry_then_fail"
+
+
+class TriggerRule(str, Enum):
+    """When a step with finished dependencies runs."""
+
+    all_success = "all_success"
+    all_done = "all_done"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Retry(_Model):
+    """Retry settings used by ``on_error: retry_then_fail``: exponential backoff, full jitter."""
+
+    max_attempts: int = Field(3, ge=1, le=100, description="Attempts in all, the first included.")
+    backoff_s: float = Field(1.0, ge=0, description="Delay before the 2nd attempt; doubles each time.")
+    max_backoff_s: float = Field(60.0, ge=0, description="Upper bound of one delay.")
+    jitter: bool = Field(True, description="Full jitter: sleep a random time between 0 and the delay.")
+
+
+class Defaults(_Model):
+    """Settings applied to every step that does not set them itself."""
+
+    timeout_s: float | None = Field(None, gt=0, description="Per-step time limit in seconds.")
+    on_error: OnError | None = Field(None, description="Default on_error (built-in default: fail_pipeline).")
+    retry: Retry | None = Field(None, description="Default retry settings.")
+
+
+ParamType = Literal["string", "integer", "number", "boolean", "object", "array"]
+
+
+class ParamDecl(_Model):
+    """A declared run parameter; ``engine run --param name=value`` overrides its default."""
+
+    type: ParamType = Field(description="The parameter's JSON type; --param values are coerced to it.")
+    default: Any = Field(None, description="Value used when the run does not set it. Without one, it is required.")
+    description: str | None = None
+
+
+class StepSpec(_Model):
+    """One step of the graph."""
+
+    id: str = Field(pattern=STEP_ID_PATTERN, description="Unique step id; 'params' and 'run' are reserved.")
+    type: str = Field(description="A registered step type or alias, e.g. 'core.value'.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Validated against the step type's Params.")
+    depends_on: list[str] = Field(default_factory=list, description="Step ids that must finish first.")
+    skip_if: Any = Field(None, description="A condition; when true the step is SKIPPED.")
+    on_error: OnError | None = None
+    retry: Retry | None = None
+    timeout_s: float | None = Field(None, gt=0)
+    trigger_rule: TriggerRule = TriggerRule.all_success
+    description: str | None = None
+
+
+class Policy(_Model):
+    """A policy: a graph of steps, with run parameters and defaults."""
+
+    schema_uri: str | None = Field(None, alias="$schema", description="Optional; lets an editor find the schema.")
+    schema_version: Literal[1] = Field(description="Always 1.")
+    id: str = Field(pattern=POLICY_ID_PATTERN, description="The policy id; runs are grouped by it.")
+    title: str | None = None
+    description: str | None = None
+    params: dict[str, ParamDecl] = Field(default_factory=dict)
+    defaults: Defaults = Field(default_factory=Defaults)
+    max_concurrency: int = Field(4, ge=1, le=10_000, description="Steps running at once, at most.")
+    timeout_s: float | None = Field(None, gt=0, description="Whole-run time limit in seconds.")
+    steps: list[StepSpec] = Field(min_length=1)
+    on_failure: list[StepSpec] = Field(default_factory=list, description="Steps run only when the run FAILED.")
+    schedule: dict[str, Any] | None = Field(None, description="Reserved for scheduling.")
+    retention: dict[str, Any] | None = Field(None, description="Reserved for run-history retention.")
+
+    def all_steps(self) -> list[StepSpec]:
+        return [*self.steps, *self.on_failure]
+
+
+def canonical_json(value: Any) -> str:
+    """The encoding hashes are taken over: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sha256_of(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def effective_retry(step: StepSpec, defaults: Defaults) -> Retry:
+    """Built-in retry settings, overridden by ``defaults.retry``, overridden by the step's own fields."""
+    merged: dict[str, Any] = {}
+    for layer in (defaults.retry, step.retry):
+        if layer is not None:
+            merged.update({name: getattr(layer, name) for name in layer.model_fields_set})
+    return Retry(**merged)
+
+
+def effective_on_error(step: StepSpec, defaults: Defaults) -> OnError:
+    return step.on_error or defaults.on_error or OnError.fail_pipeline
+
+
+def effective_timeout(step: StepSpec, defaults: Defaults) -> float | None:
+    return step.timeout_s if step.timeout_s is not None else defaults.timeout_s

@@ -1,0 +1,426 @@
+"""The async state-machine runner.
+
+It follows graphlib's protocol: start every ready step (in policy order, up to
+``max_concurrency``), wait for the first to finish, commit its new state, release its
+dependents, repeat. Every state change is committed to the store before the next action,
+so a crash at any point leaves a run that ``engine resume`` can continue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from . import outputs, pointers, redact
+from .artifacts import ArtifactStore
+from .conditions import parse_condition
+from .errors import ConditionError, StepError, StepTimeout
+from .logs import get_logger
+from .policy import OnError, Retry, StepSpec, TriggerRule, effective_on_error, effective_retry, effective_timeout
+from .states import RunState, StepState, check_step
+from .step import Step, StepContext
+from .store import Store, now
+from .validate import ValidPolicy
+from .values import RunContext, mask_secrets, resolve
+
+
+@dataclass
+class StepEvent:
+    """What the live table (or any observer) hears about a step."""
+
+    step_id: str
+    status: StepState
+    attempt: int
+    error: str | None = None
+    skip_reason: str | None = None
+    duration_s: float | None = None
+
+
+Observer = Callable[[StepEvent], None]
+
+
+@dataclass
+class _StepRecord:
+    status: StepState
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RunSetup:
+    """Everything a runner needs for one run attempt."""
+
+    store: Store
+    valid: ValidPolicy
+    run_id: str
+    params: dict[str, Any]
+    run_info: dict[str, Any]
+    run_attempt: int = 1
+    dry_run: bool = False
+    preview_dir: Path | None = None
+    observer: Observer | None = None
+    # steps already finished (a resume): id -> (state, output)
+    kept: dict[str, tuple[StepState, Any]] = field(default_factory=dict)
+
+
+class Runner:
+    def __init__(self, setup: RunSetup) -> None:
+        self.setup = setup
+        self.store = setup.store
+        self.valid = setup.valid
+        self.policy = setup.valid.policy
+        self.run_id = setup.run_id
+        self.artifacts = ArtifactStore(setup.store.state_dir / "artifacts")
+        self.ctx = RunContext(setup.params, setup.run_info)
+        self.records: dict[str, _StepRecord] = {}
+        self.position = {sid: i for i, sid in enumerate(self.valid.main_ids + self.valid.failure_ids)}
+        self.dependents: dict[str, list[str]] = {sid: [] for sid in self.position}
+        for sid, deps in self.valid.deps.items():
+            for dep in deps:
+                self.dependents[dep].append(sid)
+        self.log = get_logger().bind(run_id=self.run_id, policy_id=self.policy.id)
+        self._cancel_reason: str | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._stopping = False
+        self._failure: str | None = None
+        self._failed_steps: list[str] = []
+        for sid in self.position:
+            self.records[sid] = _StepRecord(StepState.PENDING)
+        for sid, (state, output) in setup.kept.items():
+            self.records[sid].status = state
+            if state is StepState.SUCCESS:
+                self.ctx.set_output(sid, output)
+            else:
+                self.ctx.set_null(sid)
+
+    # -- the run lifecycle ---------------------------------------------------------------
+
+    async def execute(self) -> RunState:
+        """Run the main steps, then on_failure steps if the run failed; commit the run's end."""
+        self.log.info("run.started", attempt=self.setup.run_attempt, dry_run=self.setup.dry_run)
+        self._task = asyncio.current_task()
+        started = time.monotonic()
+        try:
+            await self._phase(self.valid.main_ids, deadline=self._deadline())
+        except asyncio.CancelledError:
+            return self._finish(RunState.CANCELLED, self._cancel_reason or "cancelled", started)
+        state = self._main_outcome()
+        error = self._failure if state is RunState.FAILED else None
+        if state is RunState.FAILED and self.valid.failure_ids:
+            try:
+                await self._run_on_failure()
+            except asyncio.CancelledError:
+                pass  # the run has failed already; stopping its alerts early does not change that
+        return self._finish(state, error, started)
+
+    def cancel(self, reason: str) -> None:
+        """Stop the run (Ctrl-C, SIGTERM): running steps are cancelled and the run ends CANCELLED."""
+        self._cancel_reason = reason
+        if self._task is not None and not self._task.done():
+            self._task.cancel(reason)
+
+    def _deadline(self) -> float | None:
+        return time.monotonic() + self.policy.timeout_s if self.policy.timeout_s else None
+
+    def _main_outcome(self) -> RunState:
+        if self._stopping:
+            return RunState.FAILED
+        if any(self.records[s].status is StepState.FAILED for s in self.valid.main_ids):
+            return RunState.PARTIAL
+        return RunState.SUCCESS
+
+    async def _run_on_failure(self) -> None:
+        for sid in self.valid.main_ids:
+            if self.records[sid].status is not StepState.SUCCESS:
+                self.ctx.set_null(sid)
+        self.ctx.data["run"] = {**self.ctx.data["run"], "error": self._failure, "failed_steps": self._failed_steps}
+        self._stopping = False
+        self.log.info("run.on_failure", steps=len(self.valid.failure_ids))
+        await self._phase(self.valid.failure_ids, deadline=None)
+
+    def _finish(self, state: RunState, error: str | None, started: float) -> RunState:
+        self.store.update_run(self.run_id, status=state.value, finished_at=now(), error=_clean(error))
+        self.log.info("run.finished", status=state.value, duration_s=round(time.monotonic() - started, 3))
+        return state
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    async def _phase(self, ids: list[str], deadline: float | None) -> None:
+        members = set(ids)
+        waiting = {
+            sid: {d for d in self.valid.deps[sid] if d in members and not self.records[d].status.is_terminal}
+            for sid in ids
+            if not self.records[sid].status.is_terminal
+        }
+        ready: list[tuple[int, str]] = [(self.position[s], s) for s, deps in waiting.items() if not deps]
+        heapq.heapify(ready)
+        running: dict[asyncio.Task[StepState], str] = {}
+
+        def release(done_id: str) -> None:
+            for child in self.dependents[done_id]:
+                pending = waiting.get(child)
+                if pending is not None and done_id in pending:
+                    pending.discard(done_id)
+                    if not pending:
+                        heapq.heappush(ready, (self.position[child], child))
+
+        try:
+            while True:
+                while ready and not self._stopping:
+                    _, sid = ready[0]
+                    reason = self._upstream_skip_reason(sid)
+                    if reason is not None:
+                        heapq.heappop(ready)
+                        self._skip_pending(sid, reason)
+                        release(sid)
+                    elif len(running) < self.policy.max_concurrency:
+                        heapq.heappop(ready)
+                        running[asyncio.create_task(self._run_step(sid), name=sid)] = sid
+                    else:
+                        break
+                if not running:
+                    return
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done, _ = await asyncio.wait(running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not done:  # the run's deadline passed
+                    self._on_run_timeout()
+                    await self._cancel_all(running, f"run timed out after {self.policy.timeout_s:g} s")
+                    return
+                for task in sorted(done, key=lambda t: self.position[running[t]]):
+                    sid = running.pop(task)
+                    state = task.result()
+                    if state is StepState.FAILED and self._on_error(sid) is not OnError.log_and_continue:
+                        self._stop(sid)
+                    release(sid)
+        except asyncio.CancelledError:
+            await self._cancel_all(running, self._cancel_reason or "cancelled")
+            raise
+
+    def _stop(self, sid: str) -> None:
+        if not self._stopping:
+            self._failure = f"step {sid!r} failed: {self.records[sid].error}"
+        self._stopping = True
+
+    def _on_run_timeout(self) -> None:
+        self._stopping = True
+        self._failure = f"run timed out after {self.policy.timeout_s:g} s"
+
+    async def _cancel_all(self, running: dict[asyncio.Task[StepState], str], reason: str) -> None:
+        self._cancel_reason = reason
+        for task in running:
+            task.cancel(reason)
+        await asyncio.gather(*running, return_exceptions=True)
+
+    def _upstream_skip_reason(self, sid: str) -> str | None:
+        spec = self.valid.spec(sid)
+        if spec.trigger_rule is TriggerRule.all_done:
+            return None
+        for dep in self.valid.deps[sid]:
+            status = self.records[dep].status
+            if status is StepState.SKIPPED:
+                return f"upstream {dep!r} was skipped"
+            if status is StepState.FAILED:
+                return f"upstream {dep!r} failed"
+        return None
+
+    def _on_error(self, sid: str) -> OnError:
+        return effective_on_error(self.valid.spec(sid), self.policy.defaults)
+
+    # -- one step --------------------------------------------------------------------------
+
+    def _transition(self, sid: str, new: StepState, **values: Any) -> None:
+        record = self.records[sid]
+        check_step(sid, record.status, new)
+        record.status = new
+        self.store.update_step(self.run_id, sid, status=new.value, **values)
+
+    def _emit(self, sid: str, **info: Any) -> None:
+        if self.setup.observer is not None:
+            record = self.records[sid]
+            self.setup.observer(StepEvent(sid, record.status, record.attempts, **info))
+
+    def _skip_pending(self, sid: str, reason: str) -> None:
+        self._transition(sid, StepState.SKIPPED, skip_reason=reason, finished_at=now())
+        self.ctx.set_null(sid)
+        self.log.info("step.skipped", step_id=sid, reason=reason)
+        self._emit(sid, skip_reason=reason)
+
+    async def _run_step(self, sid: str) -> StepState:
+        spec = self.valid.spec(sid)
+        record = self.records[sid]
+        log = self.log.bind(step_id=sid)
+        started_at = now()
+        clock = time.monotonic()
+        self._transition(sid, StepState.RUNNING, started_at=started_at, attempts=0, error=None, skip_reason=None,
+                         run_attempt=self.setup.run_attempt)
+        self._emit(sid)
+        try:
+            condition = self.valid.skip_conditions.get(sid)
+            if condition is not None and condition.evaluate(self.ctx):
+                return self._end(sid, StepState.SKIPPED, clock, log, skip_reason="skip_if: condition is true")
+        except ConditionError as exc:
+            return self._end(sid, StepState.FAILED, clock, log, error=str(exc))
+
+        retry = effective_retry(spec, self.policy.defaults)
+        max_attempts = retry.max_attempts if self._on_error(sid) is OnError.retry_then_fail else 1
+        while True:
+            record.attempts += 1
+            attempt_started = now()
+            log.info("step.started", attempt=record.attempts)
+            try:
+                output = await self._attempt(sid, spec, record.attempts, log)
+            except asyncio.CancelledError:
+                error = self._cancel_reason or "cancelled"
+                self._record_attempt(sid, attempt_started, StepState.FAILED, error)
+                self._end(sid, StepState.FAILED, clock, log, error=error)
+                raise
+            except StepError as exc:
+                error, retryable = _clean(str(exc)) or type(exc).__name__, exc.retryable
+            else:
+                self._record_attempt(sid, attempt_started, StepState.SUCCESS, None)
+                return self._end(sid, StepState.SUCCESS, clock, log, output=output)
+            self._record_attempt(sid, attempt_started, StepState.FAILED, error)
+            if not retryable or record.attempts >= max_attempts:
+                return self._end(sid, StepState.FAILED, clock, log, error=error)
+            delay = backoff_delay(retry, record.attempts)
+            log.warning("step.retry", attempt=record.attempts, error=error, delay_s=round(delay, 3))
+            self._emit(sid, error=error)
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                self._end(sid, StepState.FAILED, clock, log, error=self._cancel_reason or "cancelled")
+                raise
+
+    async def _attempt(self, sid: str, spec: StepSpec, attempt: int, log: Any) -> Any:
+        """One try: resolve params, call run (or preview), check the output. Raises StepError."""
+        cls = self.valid.step_types[sid]
+        where = self._pointer(sid)
+        self.ctx.data["run"]["attempt"] = self.setup.run_attempt
+        try:
+            raw = resolve(spec.params, self.ctx, pointers.join(where, "params"), cls.condition_fields())
+            params = cls.Params.model_validate(raw)
+        except ValidationError as exc:
+            raise StepError(_params_error(exc, pointers.join(where, "params")), retryable=False) from None
+        ctx = StepContext(
+            run_id=self.run_id, step_id=sid, attempt=attempt, run=dict(self.ctx.data["run"]),
+            params=self.ctx.data["params"], dry_run=self.setup.dry_run, log=log, artifacts=self.artifacts,
+            preview_dir=self.setup.preview_dir, policy_dir=self.valid.path.parent if self.valid.path else None,
+            _evaluate=lambda cond, at="": parse_condition(cond, at).evaluate(self.ctx),
+        )
+        step = cls()
+        previewing = self.setup.dry_run and cls.side_effects
+        timeout = effective_timeout(spec, self.policy.defaults)
+        try:
+            async with asyncio.timeout(timeout):
+                if previewing:
+                    result = await _call_preview(step, params, ctx, spec)
+                else:
+                    result = await (step.run(params, ctx) if cls.run_is_async else asyncio.to_thread(step.run, params, ctx))
+        except TimeoutError:
+            raise StepTimeout(f"timed out after {timeout:g} s") from None
+        except StepError:
+            raise
+        except Exception as exc:  # a bug or an unexpected library error inside the step
+            raise StepError(f"{type(exc).__name__}: {exc}") from exc
+        result = _check_output(cls, result, where)
+        if previewing:
+            self._write_preview(sid, result)
+        return result
+
+    def _record_attempt(self, sid: str, started_at: str, state: StepState, error: str | None) -> None:
+        self.store.finish_attempt(
+            self.run_id, sid,
+            {"run_attempt": self.setup.run_attempt, "attempt": self.records[sid].attempts, "status": state.value,
+             "started_at": started_at, "finished_at": now(), "error": _clean(error)},
+            attempts=self.records[sid].attempts,
+        )
+
+    def _end(self, sid: str, state: StepState, clock: float, log: Any, output: Any = None,
+             error: str | None = None, skip_reason: str | None = None) -> StepState:
+        duration = round(time.monotonic() - clock, 6)
+        values: dict[str, Any] = {"finished_at": now(), "duration_s": duration, "error": _clean(error),
+                                  "skip_reason": skip_reason}
+        if state is StepState.SUCCESS:
+            try:
+                encoded = outputs.encode(output, self.artifacts, f"output of step {sid!r}")
+            except StepError as exc:
+                state, error = StepState.FAILED, str(exc)
+                values["error"] = error
+            else:
+                values["output_json"] = json.dumps(encoded, separators=(",", ":"), ensure_ascii=False)
+                values["output_hash"] = outputs.output_hash(encoded)
+        self.records[sid].error = values["error"]
+        self._transition(sid, state, **values)
+        if state is StepState.SUCCESS:
+            self.ctx.set_output(sid, output)
+            log.info("step.succeeded", duration_s=duration, attempts=self.records[sid].attempts)
+        elif state is StepState.SKIPPED:
+            self.ctx.set_null(sid)
+            log.info("step.skipped", reason=skip_reason)
+        else:
+            self.ctx.set_null(sid)
+            self._failed_steps.append(sid)
+            log.error("step.failed", error=values["error"], attempts=self.records[sid].attempts)
+        self._emit(sid, error=values["error"], skip_reason=skip_reason, duration_s=duration)
+        return state
+
+    def _pointer(self, sid: str) -> str:
+        i = self.position[sid]
+        main = len(self.valid.main_ids)
+        return f"/steps/{i}" if i < main else f"/on_failure/{i - main}"
+
+    def _write_preview(self, sid: str, result: Any) -> None:
+        if self.setup.preview_dir is None:
+            return
+        self.setup.preview_dir.mkdir(parents=True, exist_ok=True)
+        encoded = outputs.encode(result, self.artifacts, f"preview of step {sid!r}")
+        text = json.dumps(redact.redact_value(encoded), indent=2, ensure_ascii=False, default=str)
+        (self.setup.preview_dir / f"{sid}.json").write_text(text + "\n", encoding="utf-8")
+
+
+async def _call_preview(step: Step, params: Any, ctx: StepContext, spec: StepSpec) -> Any:
+    preview = getattr(step, "preview", None)
+    if preview is None:
+        return {"preview": True, "type": spec.type, "params": mask_secrets(spec.params)}
+    if type(step).preview_is_async:
+        return await preview(params, ctx)
+    return await asyncio.to_thread(preview, params, ctx)
+
+
+def _check_output(cls: type[Step], result: Any, where: str) -> Any:
+    if cls.Output is not None and not isinstance(result, cls.Output):
+        try:
+            result = cls.Output.model_validate(result)
+        except ValidationError as exc:
+            raise StepError(
+                f"step type {cls.type!r} returned an output that does not match its Output model: "
+                + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+                retryable=False,
+            ) from None
+    return outputs.to_plain(result) if isinstance(result, BaseModel) else result
+
+
+def _params_error(exc: ValidationError, base: str) -> str:
+    parts = []
+    for error in exc.errors():
+        parts.append(f"{pointers.from_loc(error['loc'], base)}: {error['msg']} (got {error.get('input')!r})")
+    return "invalid params after resolving values: " + "; ".join(parts)
+
+
+def backoff_delay(retry: Retry, attempt: int) -> float:
+    """Exponential backoff after ``attempt`` failed tries, capped, with full jitter if enabled."""
+    delay = min(retry.max_backoff_s, retry.backoff_s * (2 ** (attempt - 1)))
+    return random.uniform(0, delay) if retry.jitter else delay
+
+
+def _clean(text: str | None) -> str | None:
+    return redact.redact(text) if text else text

@@ -1,0 +1,184 @@
+"""The step plugin API: subclass :class:`Step` with a ``type=`` keyword and it is registered.
+
+    from pydantic import BaseModel
+    from engine import Step, StepContext
+
+    class Greet(Step, type="demo.greet", aliases=("greet",)):
+        '''Say hello to someone (this docstring is the step's description).'''
+
+        class Params(BaseModel):
+            name: str
+
+        class Output(BaseModel):
+            greeting: str
+
+        async def run(self, params: Params, ctx: StepContext) -> Output:
+            return self.Output(greeting=f"Hello, {params.name}!")
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from pydantic import BaseModel, WithJsonSchema
+
+from .errors import RegistryError
+
+if TYPE_CHECKING:
+    from .artifacts import ArtifactStore
+
+
+class _ConditionMarker:
+    """Marks a Params field that holds a condition: left unresolved, evaluated by the step."""
+
+    def __repr__(self) -> str:
+        return "ConditionValue"
+
+
+CONDITION_MARKER = _ConditionMarker()
+ConditionValue = Annotated[
+    Any,
+    CONDITION_MARKER,
+    WithJsonSchema({"$ref": "#/$defs/Condition"}),
+]
+"""Type for a Params field that takes a condition (see docs/conditions.md)."""
+
+
+@dataclass
+class StepContext:
+    """What a running step gets besides its params.
+
+    Attributes: ``run_id``, ``step_id``, ``attempt`` (1 for the first try of this step in
+    this run attempt), ``run`` (the ``ctx.run`` mapping), ``params`` (the run parameters),
+    ``dry_run``, ``log`` (a structlog logger bound to run and step), ``artifacts`` (the
+    content-addressed store), ``preview_dir`` (where a dry run writes previews),
+    ``policy_dir`` (the policy file's folder, for relative paths).
+    """
+
+    run_id: str
+    step_id: str
+    attempt: int
+    run: dict[str, Any]
+    params: dict[str, Any]
+    dry_run: bool
+    log: Any
+    artifacts: ArtifactStore
+    preview_dir: Path | None = None
+    policy_dir: Path | None = None
+    _evaluate: Callable[[Any, str], bool] | None = field(default=None, repr=False)
+
+    def evaluate(self, condition: Any, where: str = "") -> bool:
+        """Evaluate a condition (a ``ConditionValue`` param) against the run context."""
+        assert self._evaluate is not None
+        return self._evaluate(condition, where)
+
+
+class Step:
+    """Base class of step types. See the module docstring and docs/writing-steps.md."""
+
+    type: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    side_effects: ClassVar[bool] = False
+    Params: ClassVar[type[BaseModel]]
+    Output: ClassVar[type[BaseModel] | None] = None
+    run_is_async: ClassVar[bool]
+    preview_is_async: ClassVar[bool]
+
+    def __init_subclass__(
+        cls, *, type: str | None = None, aliases: tuple[str, ...] | list[str] = (), **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if type is None:  # an abstract intermediate base
+            return
+        params = cls.__dict__.get("Params", getattr(cls, "Params", None))
+        if not (isinstance(params, type_) and issubclass(params, BaseModel)):
+            raise RegistryError(f"step type {type!r} ({_where(cls)}) needs an inner 'class Params(BaseModel)'")
+        output = getattr(cls, "Output", None)
+        if output is not None and not (isinstance(output, type_) and issubclass(output, BaseModel)):
+            raise RegistryError(f"step type {type!r} ({_where(cls)}): Output must be a pydantic model")
+        if getattr(cls, "run", None) is Step.run:
+            raise RegistryError(f"step type {type!r} ({_where(cls)}) needs a 'run(self, params, ctx)' method")
+        cls.type = type
+        cls.aliases = tuple(aliases)
+        cls.run_is_async = inspect.iscoroutinefunction(cls.run)
+        cls.preview_is_async = inspect.iscoroutinefunction(getattr(cls, "preview", None))
+        registry.register(cls)
+
+    @classmethod
+    def description(cls) -> str:
+        return inspect.getdoc(cls) or ""
+
+    @classmethod
+    def condition_fields(cls) -> frozenset[str]:
+        """Names of Params fields typed ``ConditionValue``."""
+        return frozenset(
+            name for name, info in cls.Params.model_fields.items() if CONDITION_MARKER in info.metadata
+        )
+
+    def run(self, params: Any, ctx: StepContext) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # A step with side effects may define ``preview(self, params, ctx)`` (sync or async),
+    # returning what it would do; a dry run uses it instead of ``run``.
+
+
+type_ = type
+
+
+def _where(cls: type) -> str:
+    try:
+        line = inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError):
+        return f"{cls.__module__}.{cls.__qualname__}"
+    return f"{cls.__module__}:{line}"
+
+
+class Registry:
+    """Step types by name and alias. A name registered twice by different classes raises."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, type[Step]] = {}
+        self._by_name: dict[str, type[Step]] = {}
+
+    def register(self, cls: type[Step]) -> None:
+        for name in (cls.type, *cls.aliases):
+            existing = self._by_name.get(name)
+            if existing is not None and not _same_class(existing, cls):
+                raise RegistryError(
+                    f"step type {name!r} is registered twice: by {existing.__qualname__} ({_where(existing)}) "
+                    f"and by {cls.__qualname__} ({_where(cls)})"
+                )
+        # a re-imported module (same module and class name) replaces its earlier class
+        old = self._types.get(cls.type)
+        if old is not None:
+            for name in (old.type, *old.aliases):
+                self._by_name.pop(name, None)
+        self._types[cls.type] = cls
+        for name in (cls.type, *cls.aliases):
+            self._by_name[name] = cls
+
+    def unregister(self, name: str) -> None:
+        cls = self._types.pop(name)
+        for alias in (cls.type, *cls.aliases):
+            self._by_name.pop(alias, None)
+
+    def get(self, name: str) -> type[Step] | None:
+        return self._by_name.get(name)
+
+    def names(self) -> list[str]:
+        """Every registered type name and alias."""
+        return sorted(self._by_name)
+
+    def types(self) -> list[type[Step]]:
+        return [self._types[name] for name in sorted(self._types)]
+
+
+def _same_class(a: type, b: type) -> bool:
+    return a is b or (a.__module__ == b.__module__ and a.__qualname__ == b.__qualname__)
+
+
+registry = Registry()

@@ -1,0 +1,286 @@
+"""Durable run state through SQLAlchemy 2 Core: SQLite by default, any SQLAlchemy URL later.
+
+Tables: ``runs``, ``step_runs`` (one row per step per run), ``step_attempts`` (every attempt)
+and ``schema_migrations``. Every write is its own committed transaction, so the database
+always shows the last state the runner reached.
+
+Migrations are a short list of versioned, idempotent functions recorded in
+``schema_migrations`` rather than Alembic: the engine creates its own tables on first use,
+with no migration scripts for users to run, and the list is tiny. The functions use only
+dialect-neutral SQLAlchemy constructs, so ``ENGINE_DB_URL=postgresql://...`` works unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("policy_id", sa.String(200), nullable=False, index=True),
+    sa.Column("policy_hash", sa.String(64), nullable=False),
+    sa.Column("policy_json", sa.Text, nullable=False),
+    sa.Column("policy_path", sa.Text),
+    sa.Column("params_json", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
+    sa.Column("trigger", sa.String(16), nullable=False, default="manual"),
+    sa.Column("attempt", sa.Integer, nullable=False, default=1),
+    sa.Column("started_at", sa.String(40), nullable=False),
+    sa.Column("finished_at", sa.String(40)),
+    sa.Column("error", sa.Text),
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String(255)),
+    sa.Column("preview_dir", sa.Text),
+    sa.Column("scheduled_for", sa.String(40)),
+)
+
+step_runs = sa.Table(
+    "step_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("step_id", sa.String(200), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False, default="main"),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("side_effects", sa.Boolean, nullable=False, default=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("started_at", sa.String(40)),
+    sa.Column("finished_at", sa.String(40)),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("output_json", sa.Text),
+    sa.Column("output_hash", sa.String(64)),
+    sa.Column("definition_hash", sa.String(64), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("skip_reason", sa.Text),
+    sa.Column("run_attempt", sa.Integer, nullable=False, default=1),
+)
+
+step_attempts = sa.Table(
+    "step_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("step_id", sa.String(200), nullable=False),
+    sa.Column("run_attempt", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=False),
+    sa.Column("finished_at", sa.String(40)),
+    sa.Column("error", sa.Text),
+)
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.String(40), nullable=False),
+)
+
+
+def _v1_create_tables(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[runs, step_runs, step_attempts], checkfirst=True)
+
+
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1_create_tables)]
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """The run-state database plus the state directory (artifacts, previews, logs)."""
+
+    def __init__(self, state_dir: Path, db_url: str | None = None) -> None:
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        url = db_url or f"sqlite:///{state_dir / 'engine.db'}"
+        self.engine: Engine = sa.create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.migrate()
+
+    @classmethod
+    def open(cls, state_dir: str | Path | None = None) -> Store:
+        directory = Path(state_dir or os.environ.get("ENGINE_STATE_DIR") or ".engine")
+        return cls(directory, os.environ.get("ENGINE_DB_URL") or None)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        with self.engine.begin() as conn:
+            schema_migrations.create(conn, checkfirst=True)
+            done = {row[0] for row in conn.execute(sa.select(schema_migrations.c.version))}
+            for version, apply in MIGRATIONS:
+                if version not in done:
+                    apply(conn)
+                    conn.execute(schema_migrations.insert().values(version=version, applied_at=now()))
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(schema_migrations.c.version))).scalar_one() or 0
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def create_run(self, run: dict[str, Any], steps: Iterable[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(runs.insert().values(pid=os.getpid(), host=socket.gethostname(), **run))
+            conn.execute(step_runs.insert(), [{"run_id": run["id"], **s} for s in steps])
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+    def update_step(self, run_id: str, step_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                step_runs.update()
+                .where(step_runs.c.run_id == run_id, step_runs.c.step_id == step_id)
+                .values(**values)
+            )
+
+    def finish_attempt(self, run_id: str, step_id: str, attempt_row: dict[str, Any], **step_values: Any) -> None:
+        """Record one finished attempt and the step's new state in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(step_attempts.insert().values(run_id=run_id, step_id=step_id, **attempt_row))
+            if step_values:
+                conn.execute(
+                    step_runs.update()
+                    .where(step_runs.c.run_id == run_id, step_runs.c.step_id == step_id)
+                    .values(**step_values)
+                )
+
+    def claim_resume(
+        self,
+        run_id: str,
+        attempt: int,
+        resets: dict[str, dict[str, Any]],
+        run_values: dict[str, Any],
+        inserts: list[dict[str, Any]] = [],  # noqa: B006 - never mutated
+        deletes: list[str] = [],  # noqa: B006
+        positions: dict[str, int] = {},  # noqa: B006
+    ) -> None:
+        """Move a run back to RUNNING and reset the steps that will run again, atomically.
+
+        ``inserts``/``deletes`` add and drop step rows when a resume uses an edited policy;
+        ``positions`` renumbers the rows to the new policy order.
+        """
+        with self.engine.begin() as conn:
+            if deletes:
+                conn.execute(step_runs.delete().where(step_runs.c.run_id == run_id, step_runs.c.step_id.in_(deletes)))
+            if inserts:
+                conn.execute(step_runs.insert(), [{"run_id": run_id, **r} for r in inserts])
+            for step_id, position in positions.items():
+                conn.execute(
+                    step_runs.update()
+                    .where(step_runs.c.run_id == run_id, step_runs.c.step_id == step_id)
+                    .values(position=position)
+                )
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(status="RUNNING", attempt=attempt, finished_at=None, error=None, pid=os.getpid(),
+                        host=socket.gethostname(), **run_values)
+            )
+            for step_id, values in resets.items():
+                conn.execute(
+                    step_runs.update()
+                    .where(step_runs.c.run_id == run_id, step_runs.c.step_id == step_id)
+                    .values(**values)
+                )
+
+    def mark_interrupted(self) -> list[str]:
+        """Runs left RUNNING by a process on this host that no longer exists become FAILED."""
+        host = socket.gethostname()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(runs.c.id, runs.c.pid, runs.c.host).where(runs.c.status == "RUNNING")
+            ).all()
+            dead = [r.id for r in rows if r.host == host and r.pid is not None and r.pid != os.getpid() and not pid_alive(r.pid)]
+            for run_id in dead:
+                stamp = now()
+                conn.execute(
+                    step_runs.update()
+                    .where(step_runs.c.run_id == run_id, step_runs.c.status == "RUNNING")
+                    .values(status="FAILED", error="interrupted: the engine process stopped", finished_at=stamp)
+                )
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.id == run_id)
+                    .values(status="FAILED", error="interrupted: the engine process stopped", finished_at=stamp)
+                )
+        return dead
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def find_runs(self, prefix: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(runs.c.id).where(runs.c.id.startswith(prefix)).limit(5)).scalars())
+
+    def get_steps(self, run_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(step_runs).where(step_runs.c.run_id == run_id).order_by(step_runs.c.position)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def get_attempts(self, run_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(step_attempts).where(step_attempts.c.run_id == run_id).order_by(step_attempts.c.id)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def list_runs(self, policy_id: str | None = None, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        query = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
+        if policy_id:
+            query = query.where(runs.c.policy_id == policy_id)
+        if status:
+            query = query.where(runs.c.status == status.upper())
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,480 @@
+"""``engine validate``: every problem in a policy at once, each with its JSON pointer.
+
+Checks, in order: JSON syntax (with line and column), the document's shape (the pydantic
+models in :mod:`engine.policy`), unique step ids, known step types, each step's params against
+its type's Params model, values (refs, templates, secrets), conditions, references to unknown
+steps or to fields a step's Output does not have, and cycles.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+from pydantic import BaseModel, ValidationError
+
+from . import graph as graphs
+from . import pointers
+from .conditions import Condition, ConditionParser
+from .errors import PolicyError, Problem
+from .policy import (
+    PARAM_NAME_PATTERN,
+    RESERVED_STEP_IDS,
+    STEP_ID_PATTERN,
+    Policy,
+    StepSpec,
+    sha256_of,
+)
+from .step import Step, registry
+from .values import RUN_FIELDS, SECRET_NAME, iter_expressions, parse_ref, template_names
+
+_STEP_ID_RE = __import__("re").compile(STEP_ID_PATTERN)
+_PARAM_RE = __import__("re").compile(PARAM_NAME_PATTERN)
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+@dataclass
+class ValidPolicy:
+    """A policy that passed every check, with what the runner needs precomputed."""
+
+    policy: Policy
+    document: dict[str, Any]
+    path: Path | None
+    deps: dict[str, list[str]]  # step id -> dependencies, in policy order (main and on_failure)
+    step_types: dict[str, type[Step]]
+    skip_conditions: dict[str, Condition | None]
+    definition_hashes: dict[str, str]
+    main_ids: list[str]
+    failure_ids: list[str]
+    graph: nx.DiGraph = field(repr=False)
+    hash: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.policy.id
+
+    def spec(self, step_id: str) -> StepSpec:
+        return self._specs[step_id]
+
+    def __post_init__(self) -> None:
+        self._specs = {s.id: s for s in self.policy.all_steps()}
+        self.position_of = {sid: i for i, sid in enumerate(self.main_ids + self.failure_ids)}
+        self.main_set = frozenset(self.main_ids)
+
+
+def json_type_matches(declared: str, value: Any) -> bool:
+    if declared in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, _JSON_TYPES[declared])
+
+
+def load_document(text: str, source: str | None = None) -> dict[str, Any]:
+    """Parse JSON text; a syntax error becomes a PolicyError with line and column."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        problem = Problem("", f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno)
+        raise PolicyError([problem], source) from None
+    if not isinstance(doc, dict):
+        raise PolicyError([Problem("", "a policy must be a JSON object", "start the file with {")], source)
+    return doc
+
+
+def validate_file(path: str | Path) -> ValidPolicy:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError([Problem("", f"cannot read the policy file: {exc.strerror}")], str(path)) from None
+    except UnicodeDecodeError:
+        raise PolicyError([Problem("", "the policy file is not UTF-8 text")], str(path)) from None
+    return validate_document(load_document(text, str(path)), path)
+
+
+def validate_document(doc: dict[str, Any], path: Path | None = None) -> ValidPolicy:
+    """Check a parsed document; raise PolicyError listing every problem."""
+    checker = _Checker(doc)
+    result = checker.run()
+    if checker.problems:
+        raise PolicyError(checker.problems, str(path) if path else None)
+    assert result is not None
+    policy, deps, graph = result
+    return ValidPolicy(
+        policy=policy,
+        document=doc,
+        path=path,
+        deps=deps,
+        step_types={s.id: _step_type(s.type) for s in policy.all_steps()},
+        skip_conditions=checker.skip_conditions,
+        definition_hashes={s.id: sha256_of(raw) for s, raw in zip(policy.all_steps(), checker.raw_steps, strict=True)},
+        main_ids=[s.id for s in policy.steps],
+        failure_ids=[s.id for s in policy.on_failure],
+        graph=graph,
+        hash=sha256_of(doc),
+    )
+
+
+def _step_type(name: str) -> type[Step]:
+    cls = registry.get(name)
+    assert cls is not None
+    return cls
+
+
+class _Checker:
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self.skip_conditions: dict[str, Condition | None] = {}
+        self.raw_steps: list[Any] = []
+
+    def add(self, pointer: str, message: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(pointer, message, hint))
+
+    def run(self) -> tuple[Policy, dict[str, list[str]], nx.DiGraph] | None:
+        policy = self._shape()
+        params = self.doc.get("params") if isinstance(self.doc.get("params"), dict) else {}
+        self.declared_params = set(params)
+        self._check_param_defaults(params)
+        main = self._steps("steps")
+        failure = self._steps("on_failure")
+        self.main_ids = {sid for sid, _, _ in main}
+        self.failure_ids = {sid for sid, _, _ in failure}
+        self._check_unique([*main, *failure])
+        self.types = {sid: registry.get(raw.get("type")) for sid, raw, _ in [*main, *failure]}
+        deps: dict[str, list[str]] = {}
+        for sid, raw, ptr in main:
+            deps[sid] = self._check_step(sid, raw, ptr, phase="main")
+        for sid, raw, ptr in failure:
+            deps[sid] = self._check_step(sid, raw, ptr, phase="on_failure")
+        order = [sid for sid, _, _ in main] + [sid for sid, _, _ in failure]
+        graph = graphs.build(order, deps)
+        pointer_of = {sid: ptr for sid, _, ptr in [*main, *failure]}
+        for cycle in graphs.find_cycles(graph, order):
+            self.add(
+                pointer_of[cycle[0]],
+                "dependency cycle: " + " -> ".join(cycle),
+                "remove one of these dependencies (depends_on, a ref or a template name)",
+            )
+        if self.problems or policy is None:
+            return None
+        self.raw_steps = [*self.doc["steps"], *self.doc.get("on_failure", [])]
+        return policy, deps, graph
+
+    # -- shape ---------------------------------------------------------------------------
+
+    def _shape(self) -> Policy | None:
+        try:
+            return Policy.model_validate(self.doc)
+        except ValidationError as exc:
+            for error in exc.errors():
+                self.problems.append(_problem_from_pydantic(error, Policy, ""))
+            return None
+
+    def _check_param_defaults(self, params: dict[str, Any]) -> None:
+        for name, decl in params.items():
+            ptr = pointers.join("/params", name)
+            if not _PARAM_RE.match(name):
+                self.add(ptr, f"invalid parameter name {name!r}", "use letters, digits and _, not starting with a digit")
+            if isinstance(decl, dict) and "default" in decl and decl.get("type") in _JSON_TYPES:
+                default = decl["default"]
+                if default is not None and not json_type_matches(decl["type"], default):
+                    self.add(pointers.join(ptr, "default"), f"default {default!r} is not of type {decl['type']}")
+
+    def _steps(self, key: str) -> list[tuple[str, dict[str, Any], str]]:
+        """(id, raw step, pointer) for each step with a usable id; the shape check reports the rest."""
+        raw_steps = self.doc.get(key)
+        if not isinstance(raw_steps, list):
+            return []
+        out = []
+        for i, raw in enumerate(raw_steps):
+            if isinstance(raw, dict) and isinstance(raw.get("id"), str) and _STEP_ID_RE.match(raw["id"]):
+                out.append((raw["id"], raw, f"/{key}/{i}"))
+        return out
+
+    def _check_unique(self, steps: list[tuple[str, dict[str, Any], str]]) -> None:
+        first: dict[str, str] = {}
+        for sid, _, ptr in steps:
+            if sid in RESERVED_STEP_IDS:
+                self.add(pointers.join(ptr, "id"), f"step id {sid!r} is reserved", "choose another id")
+            if sid in first:
+                self.add(pointers.join(ptr, "id"), f"duplicate step id {sid!r} (first used at {first[sid]})")
+            else:
+                first[sid] = ptr
+
+    # -- one step --------------------------------------------------------------------------
+
+    def _check_step(self, sid: str, raw: dict[str, Any], ptr: str, phase: str) -> list[str]:
+        deps: list[str] = []
+        visible = self.main_ids | self.failure_ids if phase == "on_failure" else self.main_ids
+        ordering = self.failure_ids if phase == "on_failure" else self.main_ids
+
+        def need(step_id: str, where: str, what: str) -> None:
+            if step_id in visible:
+                if step_id in ordering and step_id not in deps:
+                    deps.append(step_id)
+                return
+            if step_id in self.failure_ids:
+                self.add(where, f"{what} on_failure step {step_id!r} from a main step", "main steps cannot use on_failure steps")
+                return
+            hint = _suggest(step_id, sorted(visible))
+            self.add(where, f"{what} unknown step {step_id!r}", hint)
+
+        depends_on = raw.get("depends_on")
+        if isinstance(depends_on, list):
+            for i, dep in enumerate(depends_on):
+                if isinstance(dep, str):
+                    need(dep, pointers.join(ptr, "depends_on", i), "depends on")
+
+        step_type = self.types.get(sid)
+        type_name = raw.get("type")
+        if step_type is None and isinstance(type_name, str):
+            hint = _suggest(type_name, registry.names())
+            self.add(pointers.join(ptr, "type"), f"unknown step type {type_name!r}", hint or "run 'engine steps' to list them")
+
+        params = raw.get("params", {})
+        if isinstance(params, dict):
+            condition_fields = step_type.condition_fields() if step_type else frozenset()
+            plain = {k: v for k, v in params.items() if k not in condition_fields}
+            params_ptr = pointers.join(ptr, "params")
+            self._check_values(plain, params_ptr, sid, phase, need)
+            for name in condition_fields & params.keys():
+                self._check_condition(params[name], pointers.join(params_ptr, name), phase, need)
+            if step_type is not None:
+                self._check_params(step_type, params, params_ptr)
+
+        if raw.get("skip_if") is not None:
+            cond = self._check_condition(raw["skip_if"], pointers.join(ptr, "skip_if"), phase, need)
+            self.skip_conditions[sid] = cond
+        else:
+            self.skip_conditions[sid] = None
+        return deps
+
+    def _check_params(self, step_type: type[Step], params: dict[str, Any], ptr: str) -> None:
+        # an expression may stand where a literal goes: drop errors at or below one
+        expression_ptrs = [e.pointer for e in iter_expressions(params)]
+        try:
+            step_type.Params.model_validate(params)
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc_ptr = pointers.from_loc(error["loc"])
+                if any(loc_ptr == e or loc_ptr.startswith(e + "/") for e in expression_ptrs):
+                    continue
+                self.problems.append(_problem_from_pydantic(error, step_type.Params, ptr))
+
+    def _check_values(self, params: Any, ptr: str, sid: str, phase: str, need: Any) -> None:
+        for expr in iter_expressions(params, ptr):
+            where = pointers.join(expr.pointer, expr.kind)
+            if expr.kind == "ref":
+                self._check_ref(expr.payload, where, phase, need)
+            elif expr.kind == "template":
+                self._check_template(expr.payload, where, phase, need)
+            elif expr.kind == "secret":
+                if not isinstance(expr.payload, str) or not SECRET_NAME.match(expr.payload):
+                    self.add(where, f"invalid secret name {expr.payload!r}", "name an environment variable, e.g. SMTP_PASSWORD")
+
+    def _check_ref(self, text: Any, where: str, phase: str, need: Any) -> None:
+        try:
+            path = parse_ref(text)
+        except ValueError as exc:
+            self.add(where, str(exc))
+            return
+        root = path[0]
+        if root == "params":
+            if len(path) > 1 and path[1] not in self.declared_params:
+                hint = _suggest(path[1], sorted(self.declared_params)) or "declare it under the policy's 'params'"
+                self.add(where, f"ref {text!r}: unknown parameter {path[1]!r}", hint)
+        elif root == "run":
+            if len(path) > 1:
+                if path[1] not in RUN_FIELDS:
+                    self.add(where, f"ref {text!r}: ctx.run has no {path[1]!r}", f"ctx.run has: {', '.join(RUN_FIELDS)}")
+                elif path[1] in ("error", "failed_steps") and phase != "on_failure":
+                    self.add(where, f"ref {text!r}: ctx.run.{path[1]} is only set in on_failure steps")
+        else:
+            before = len(self.problems)
+            need(root, where, "ref to")
+            if len(self.problems) == before and len(path) > 1:
+                self._check_output_field(root, path[1:], text, where)
+
+    def _check_output_field(self, step_id: str, path: tuple[str, ...], text: str, where: str) -> None:
+        step_type = self.types.get(step_id)
+        model: Any = step_type.Output if step_type else None
+        for segment in path:
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                return
+            fields = {info.alias or name: info for name, info in model.model_fields.items()}
+            if segment not in fields:
+                hint = _suggest(segment, sorted(fields)) or f"its output has: {', '.join(sorted(fields))}"
+                self.add(where, f"ref {text!r}: step {step_id!r} ({step_type.type if step_type else '?'}) has no output field {segment!r}", hint)
+                return
+            model = _unwrap_model(fields[segment].annotation)
+
+    def _check_template(self, source: Any, where: str, phase: str, need: Any) -> None:
+        if not isinstance(source, str):
+            self.add(where, "a template must be a string")
+            return
+        try:
+            names = template_names(source)
+        except Exception as exc:  # jinja2.TemplateSyntaxError
+            line = getattr(exc, "lineno", None)
+            self.add(where, f"template syntax error{f' on line {line}' if line else ''}: {getattr(exc, 'message', exc)}")
+            return
+        for name in sorted(names):
+            if name in ("params", "run"):
+                continue
+            if name in self.main_ids or name in self.failure_ids:
+                need(name, where, "template uses")
+            else:
+                choices = sorted({"params", "run", *self.main_ids})
+                hint = _suggest(name, choices) or "templates can use params, run and step ids (without 'ctx.')"
+                self.add(where, f"template uses unknown name {name!r}", hint)
+
+    def _check_condition(self, raw: Any, ptr: str, phase: str, need: Any) -> Condition | None:
+        parser = ConditionParser()
+        cond = parser.parse(raw, ptr)
+        self.problems.extend(parser.problems)
+        if cond is not None:
+            for ref in cond.refs():
+                self._check_ref("ctx." + ".".join(ref.path), ref.pointer, phase, need)
+        return cond
+
+
+def _unwrap_model(annotation: Any) -> Any:
+    """The pydantic model inside ``X | None``, or the annotation itself."""
+    if isinstance(annotation, type):
+        return annotation
+    models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"did you mean {match[0]!r}?" if match else None
+
+
+def _fields_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found by walking ``loc`` from ``model`` (for 'did you mean')."""
+    current: Any = model
+    for token in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(token)) or next(
+                (f for f in current.model_fields.values() if f.alias == token), None
+            )
+            if info is None:
+                return []
+            current = info.annotation
+        else:
+            current = _element_type(current)
+            if current is None:
+                return []
+        while not (isinstance(current, type) and issubclass(current, BaseModel)):
+            args = [a for a in typing.get_args(current) if a is not type(None)]
+            if typing.get_origin(current) in (list, dict) or len(args) != 1:
+                break
+            current = args[0]
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [info.alias or name for name, info in current.model_fields.items()]
+    return []
+
+
+def _element_type(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is list and args:
+        return args[0]
+    if origin is dict and len(args) == 2:
+        return args[1]
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def _problem_from_pydantic(error: Mapping[str, Any], model: Any, base: str) -> Problem:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        name = str(loc[-1])
+        fields = _fields_at(model, loc[:-1])
+        hint = _suggest(name, fields) or (f"allowed: {', '.join(fields)}" if fields else None)
+        return Problem(pointers.from_loc(loc, base), f"unknown field {name!r}", hint)
+    if kind == "missing":
+        return Problem(pointers.from_loc(loc, base), f"required field {str(loc[-1])!r} is missing")
+    # drop pydantic's union-member tags such as 'function-after[...]' from the pointer
+    clean = tuple(t for t in loc if not (isinstance(t, str) and ("[" in t or t in ("str", "int", "float", "bool"))))
+    message = error["msg"]
+    if kind == "string_pattern_mismatch":
+        message = f"{error['input']!r} does not match the pattern {error['ctx']['pattern']}"
+    elif "input" in error and not isinstance(error["input"], dict | list) and kind != "missing":
+        message = f"{message} (got {error['input']!r})"
+    return Problem(pointers.from_loc(clean, base), message)
+
+
+def check_params(policy: Policy, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The run parameters: declared defaults overridden by ``overrides`` (already typed)."""
+    problems = []
+    values: dict[str, Any] = {}
+    for name in overrides:
+        if name not in policy.params:
+            hint = _suggest(name, sorted(policy.params)) or (
+                f"declared: {', '.join(sorted(policy.params))}" if policy.params else "this policy declares no params"
+            )
+            problems.append(Problem(pointers.join("/params", name), f"undeclared parameter {name!r}", hint))
+    for name, decl in policy.params.items():
+        ptr = pointers.join("/params", name)
+        if name in overrides:
+            value = overrides[name]
+            if not json_type_matches(decl.type, value):
+                problems.append(Problem(ptr, f"parameter {name!r} must be of type {decl.type}, got {value!r}"))
+                continue
+            values[name] = value
+        elif "default" in decl.model_fields_set:
+            values[name] = decl.default
+        else:
+            problems.append(Problem(ptr, f"parameter {name!r} is required", f"pass --param {name}=VALUE"))
+    if problems:
+        raise PolicyError(problems)
+    return values
+
+
+def coerce_param(policy: Policy, name: str, text: str) -> Any:
+    """Turn ``--param name=text`` into the declared type; raise PolicyError if it cannot."""
+    decl = policy.params.get(name)
+    ptr = pointers.join("/params", name)
+    if decl is None:
+        return text  # check_params reports it as undeclared
+    kind = decl.type
+    try:
+        if kind == "string":
+            return text
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            value = float(text)
+            return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+        if kind == "boolean":
+            lowered = text.strip().lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(text)
+        value = json.loads(text)
+        if not json_type_matches(kind, value):
+            raise ValueError(text)
+        return value
+    except ValueError:
+        example = {"integer": "42", "number": "1.5", "boolean": "true", "object": '{"a": 1}', "array": "[1, 2]"}[kind]
+        raise PolicyError(
+            [Problem(ptr, f"--param {name}={text!r} is not a valid {kind}", f"e.g. --param {name}={example}")]
+        ) from None
