@@ -191,7 +191,8 @@ def _plan_resume(
             continue  # a new step: inserted as PENDING
         status = StepState(row["status"])
         upstream_kept = all(dep in kept for dep in valid.deps[sid])
-        if status is StepState.SUCCESS and (sid not in rerun or row["side_effects"]):
+        on_failure = sid not in valid.main_set  # alerts run again if the resumed run fails again
+        if status is StepState.SUCCESS and not on_failure and (sid not in rerun or row["side_effects"]):
             output = outputs.decode(json.loads(row["output_json"]), artifacts) if row["output_json"] else None
             kept[sid] = (status, output)
         elif (

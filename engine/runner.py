@@ -313,7 +313,7 @@ class Runner:
         ctx = StepContext(
             run_id=self.run_id, step_id=sid, attempt=attempt, run=dict(self.ctx.data["run"]),
             params=self.ctx.data["params"], dry_run=self.setup.dry_run, log=log, artifacts=self.artifacts,
-            preview_dir=self.setup.preview_dir, policy_dir=self.valid.path.parent if self.valid.path else None,
+            preview_dir=self.setup.preview_dir, policy_dir=self.valid.path.resolve().parent if self.valid.path else None,
             _evaluate=lambda cond, at="": parse_condition(cond, at).evaluate(self.ctx),
         )
         step = cls()
@@ -331,10 +331,11 @@ class Runner:
             raise
         except Exception as exc:  # a bug or an unexpected library error inside the step
             raise StepError(f"{type(exc).__name__}: {exc}") from exc
-        result = _check_output(cls, result, where)
-        if previewing:
+        if previewing:  # a preview has its own shape; steps document it
+            result = outputs.to_plain(result)
             self._write_preview(sid, result)
-        return result
+            return result
+        return _check_output(cls, result, where)
 
     def _record_attempt(self, sid: str, started_at: str, state: StepState, error: str | None) -> None:
         self.store.finish_attempt(

@@ -8,6 +8,7 @@ expression allowed wherever a value goes. Editors complete policies from it via 
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -119,7 +120,27 @@ def _prefixed_model_schema(model: Any, prefix: str, mode: str = "validation") ->
     """A model's schema with its ``$defs`` renamed ``<prefix><name>`` (no clashes between step types)."""
     schema = model.model_json_schema(by_alias=True, mode=mode, ref_template=f"#/$defs/{prefix}{{model}}")
     defs = {f"{prefix}{name}": d for name, d in schema.pop("$defs", {}).items()}
-    return schema, defs
+    return _condition_refs(schema), _condition_refs(defs)
+
+
+def _condition_refs(schema: Any) -> Any:
+    """Replace the ConditionValue marker by a ``$ref`` to the Condition schema."""
+    if isinstance(schema, dict):
+        if schema.get("x-engine-condition"):
+            extra = {k: v for k, v in schema.items() if k in ("description", "title")}
+            return {"$ref": "#/$defs/Condition", **extra}
+        return {k: _condition_refs(v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_condition_refs(v) for v in schema]
+    return schema
+
+
+def _with_defs(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if '"#/$defs/Condition"' in json.dumps(schema) or '"#/$defs/Condition"' in json.dumps(defs):
+        defs = {**defs, **_condition_schemas()}
+    if defs:
+        schema["$defs"] = dict(sorted(defs.items()))
+    return schema
 
 
 def _def_name(type_name: str) -> str:
@@ -127,19 +148,13 @@ def _def_name(type_name: str) -> str:
 
 
 def params_schema(step: type[Step]) -> dict[str, Any]:
-    schema, defs = _prefixed_model_schema(step.Params, f"{_def_name(step.type)}__")
-    if defs:
-        schema["$defs"] = defs
-    return schema
+    return _with_defs(*_prefixed_model_schema(step.Params, f"{_def_name(step.type)}__"))
 
 
 def output_schema(step: type[Step]) -> dict[str, Any] | None:
     if step.Output is None:
         return None
-    schema, defs = _prefixed_model_schema(step.Output, f"{_def_name(step.type)}__", mode="serialization")
-    if defs:
-        schema["$defs"] = defs
-    return schema
+    return _with_defs(*_prefixed_model_schema(step.Output, f"{_def_name(step.type)}__", mode="serialization"))
 
 
 def policy_schema() -> dict[str, Any]:

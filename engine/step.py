@@ -43,7 +43,7 @@ CONDITION_MARKER = _ConditionMarker()
 ConditionValue = Annotated[
     Any,
     CONDITION_MARKER,
-    WithJsonSchema({"$ref": "#/$defs/Condition"}),
+    WithJsonSchema({"x-engine-condition": True}),  # becomes a $ref to the Condition schema
 ]
 """Type for a Params field that takes a condition (see docs/conditions.md)."""
 

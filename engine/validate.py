@@ -153,7 +153,9 @@ class _Checker:
         self.main_ids = {sid for sid, _, _ in main}
         self.failure_ids = {sid for sid, _, _ in failure}
         self._check_unique([*main, *failure])
-        self.types = {sid: registry.get(raw.get("type")) for sid, raw, _ in [*main, *failure]}
+        self.types: dict[str, type[Step] | None] = {}
+        for sid, raw, _ in [*main, *failure]:
+            self.types.setdefault(sid, registry.get(raw.get("type")))
         deps: dict[str, list[str]] = {}
         for sid, raw, ptr in main:
             deps[sid] = self._check_step(sid, raw, ptr, phase="main")
@@ -238,8 +240,8 @@ class _Checker:
                 if isinstance(dep, str):
                     need(dep, pointers.join(ptr, "depends_on", i), "depends on")
 
-        step_type = self.types.get(sid)
         type_name = raw.get("type")
+        step_type = registry.get(type_name) if isinstance(type_name, str) else None
         if step_type is None and isinstance(type_name, str):
             hint = _suggest(type_name, registry.names())
             self.add(pointers.join(ptr, "type"), f"unknown step type {type_name!r}", hint or "run 'engine steps' to list them")

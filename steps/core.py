@@ -108,8 +108,11 @@ class Shell(Step, type="core.shell", aliases=("shell",)):
                            truncated=cut_out or cut_err)
 
     def preview(self, params: Params, ctx: StepContext) -> dict[str, Any]:
-        return {"would_run": params.argv, "cwd": str(self._cwd(params, ctx) or Path.cwd()),
-                "env": sorted(params.env)}
+        """The Output's fields, empty, plus what would run (env values are not shown)."""
+        return {
+            "exit_code": 0, "stdout": "", "stderr": "", "json": None, "truncated": False,
+            "would_run": params.argv, "cwd": str(self._cwd(params, ctx) or Path.cwd()), "env": sorted(params.env),
+        }
 
     @staticmethod
     def _cwd(params: Params, ctx: StepContext) -> Path | None:

@@ -34,8 +34,9 @@ EXIT_BY_STATUS = {
     RunState.PARTIAL.value: 3,
 }
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# off a terminal, rich would wrap at 80 columns; keep lines whole for logs and pipes
+stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+stderr = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -210,9 +211,15 @@ def steps(as_json: bool) -> None:
 def run(ctx: click.Context, policy: Path, dry_run: bool, params: tuple[str, ...], as_json: bool,
         state_dir: Path | None) -> None:
     """Run a policy."""
-    valid = validate_file(policy)
-    strings = _param_strings(params)
-    run_params(valid, strings)  # bad params are exit 2, before anything is recorded
+    try:
+        valid = validate_file(policy)
+        strings = _param_strings(params)
+        run_params(valid, strings)  # bad params are exit 2, before anything is recorded
+    except PolicyError as exc:
+        if not as_json:
+            raise
+        _dump({"status": "INVALID", "policy": str(policy), "problems": [p.to_dict() for p in exc.problems]})
+        raise click.exceptions.Exit(2) from None
     store = _store(ctx, state_dir)
 
     async def go(observer: Any, on_runner: Any) -> RunResult:

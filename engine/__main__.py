@@ -1,0 +1,5 @@
+"""``python -m engine`` is the ``engine`` command."""
+
+from .cli import main
+
+main()

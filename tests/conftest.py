@@ -1,0 +1,98 @@
+"""Shared fixtures: a clean environment, real state directories, policy files, the real CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tests.stepkit  # noqa: F401  (registers the test.* step types)
+from engine import redact
+from engine.api import RunResult, resume_run, run_policy
+from engine.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No ENGINE_* variable leaks into a test; registered secrets are forgotten after it."""
+    for name in list(os.environ):
+        if name.startswith("ENGINE_"):
+            monkeypatch.delenv(name)
+    tests.stepkit.Concurrency.reset()
+    yield
+    redact.clear()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def store(state_dir: Path) -> Iterator[Store]:
+    s = Store(state_dir)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def write_policy(tmp_path: Path) -> Callable[..., Path]:
+    """Write a policy dict (or raw text) to a file and return its path."""
+
+    def write(doc: dict[str, Any] | str, name: str = "policy.json") -> Path:
+        path = tmp_path / name
+        path.write_text(doc if isinstance(doc, str) else json.dumps(doc, indent=2), encoding="utf-8")
+        return path
+
+    return write
+
+
+def policy(*steps: dict[str, Any], **top: Any) -> dict[str, Any]:
+    """A minimal valid policy document around ``steps``."""
+    return {"schema_version": 1, "id": top.pop("id", "test"), "steps": list(steps), **top}
+
+
+@pytest.fixture
+def run(store: Store, write_policy: Callable[..., Path]) -> Callable[..., RunResult]:
+    """Run a policy dict in-process against the real SQLite store."""
+
+    def go(doc: dict[str, Any], **kwargs: Any) -> RunResult:
+        path = write_policy(doc)
+        return asyncio.run(run_policy(path, store=store, **kwargs))
+
+    return go
+
+
+@pytest.fixture
+def resume(store: Store) -> Callable[..., RunResult]:
+    def go(run_id: str, **kwargs: Any) -> RunResult:
+        return asyncio.run(resume_run(run_id, store=store, **kwargs))
+
+    return go
+
+
+@pytest.fixture
+def cli(state_dir: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real ``engine`` command in a subprocess (with the test step types loaded)."""
+
+    def go(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+           cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
+        full_env.update({"ENGINE_STATE_DIR": str(state_dir), "ENGINE_PLUGINS": "tests.stepkit",
+                         "PYTHONPATH": str(ROOT), "COLUMNS": "200"})
+        full_env.update(env or {})
+        return subprocess.run(
+            [sys.executable, "-m", "engine", *args], capture_output=True, text=True, env=full_env,
+            timeout=timeout, cwd=cwd or tmp_path,
+        )
+
+    return go
