@@ -33,8 +33,14 @@ class StepSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "status": self.status, "attempts": self.attempts, "duration_s": self.duration_s,
-            "error": self.error, "skip_reason": self.skip_reason, "type": self.type, "phase": self.phase,
+            "id": self.id,
+            "status": self.status,
+            "attempts": self.attempts,
+            "duration_s": self.duration_s,
+            "error": self.error,
+            "skip_reason": self.skip_reason,
+            "type": self.type,
+            "phase": self.phase,
         }
 
 
@@ -56,9 +62,16 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "policy_id": self.policy_id, "status": self.status, "attempt": self.attempt,
-            "dry_run": self.dry_run, "trigger": self.trigger, "started_at": self.started_at,
-            "finished_at": self.finished_at, "error": self.error, "preview_dir": self.preview_dir,
+            "run_id": self.run_id,
+            "policy_id": self.policy_id,
+            "status": self.status,
+            "attempt": self.attempt,
+            "dry_run": self.dry_run,
+            "trigger": self.trigger,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+            "preview_dir": self.preview_dir,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -72,7 +85,9 @@ def load_policy(source: str | Path | ValidPolicy) -> ValidPolicy:
     return source if isinstance(source, ValidPolicy) else validate_file(source)
 
 
-def run_params(valid: ValidPolicy, param_strings: Mapping[str, str] = {}, params: Mapping[str, Any] = {}) -> dict[str, Any]:
+def run_params(
+    valid: ValidPolicy, param_strings: Mapping[str, str] = {}, params: Mapping[str, Any] = {}
+) -> dict[str, Any]:
     """Declared defaults, overridden by typed ``params`` and by ``--param`` strings (coerced)."""
     merged = dict(params)
     problems = []
@@ -109,16 +124,30 @@ async def run_policy(
     preview_dir = store.state_dir / "runs" / run_id / "preview" if dry_run else None
     store.create_run(
         {
-            "id": run_id, "policy_id": valid.id, "policy_hash": valid.hash, "policy_json": dumps(valid.document),
-            "policy_path": str(valid.path.resolve()) if valid.path else None, "params_json": dumps(values),
-            "status": RunState.RUNNING.value, "dry_run": dry_run, "trigger": trigger, "attempt": 1,
-            "started_at": started_at, "preview_dir": str(preview_dir) if preview_dir else None,
+            "id": run_id,
+            "policy_id": valid.id,
+            "policy_hash": valid.hash,
+            "policy_json": dumps(valid.document),
+            "policy_path": str(valid.path.resolve()) if valid.path else None,
+            "params_json": dumps(values),
+            "status": RunState.RUNNING.value,
+            "dry_run": dry_run,
+            "trigger": trigger,
+            "attempt": 1,
+            "started_at": started_at,
+            "preview_dir": str(preview_dir) if preview_dir else None,
         },
         _step_rows(valid),
     )
     setup = RunSetup(
-        store=store, valid=valid, run_id=run_id, params=values, dry_run=dry_run, preview_dir=preview_dir,
-        run_info=_run_info(run_id, valid.id, started_at, dry_run, 1, trigger), observer=observer,
+        store=store,
+        valid=valid,
+        run_id=run_id,
+        params=values,
+        dry_run=dry_run,
+        preview_dir=preview_dir,
+        run_info=_run_info(run_id, valid.id, started_at, dry_run, 1, trigger),
+        observer=observer,
     )
     await _execute(setup, on_runner)
     return get_run(store, run_id)
@@ -156,18 +185,29 @@ async def resume_run(
     new_rows = [r for r in _step_rows(valid) if r["step_id"] not in rows]
     removed = [sid for sid in rows if sid not in valid.position_of]
     store.claim_resume(
-        run_id, attempt, resets,
+        run_id,
+        attempt,
+        resets,
         {"policy_json": dumps(valid.document), "policy_hash": valid.hash},
-        inserts=new_rows, deletes=removed,
+        inserts=new_rows,
+        deletes=removed,
         positions={sid: i for sid, i in valid.position_of.items()},
     )
     params = json.loads(row["params_json"])
     preview_dir = Path(row["preview_dir"]) if row["preview_dir"] else None
     setup = RunSetup(
-        store=store, valid=valid, run_id=run_id, params=params, run_attempt=attempt, dry_run=bool(row["dry_run"]),
-        preview_dir=preview_dir, observer=observer, kept=kept,
-        run_info=_run_info(run_id, valid.id, row["started_at"], bool(row["dry_run"]), attempt, row["trigger"],
-                           row["scheduled_for"]),
+        store=store,
+        valid=valid,
+        run_id=run_id,
+        params=params,
+        run_attempt=attempt,
+        dry_run=bool(row["dry_run"]),
+        preview_dir=preview_dir,
+        observer=observer,
+        kept=kept,
+        run_info=_run_info(
+            run_id, valid.id, row["started_at"], bool(row["dry_run"]), attempt, row["trigger"], row["scheduled_for"]
+        ),
     )
     await _execute(setup, on_runner)
     return get_run(store, run_id)
@@ -179,8 +219,7 @@ def _plan_resume(
     """Which steps keep their result (and their outputs), and which are reset to PENDING."""
     artifacts = ArtifactStore(store.state_dir / "artifacts")
     changed = {
-        sid for sid in valid.main_ids
-        if sid not in rows or rows[sid]["definition_hash"] != valid.definition_hashes[sid]
+        sid for sid in valid.main_ids if sid not in rows or rows[sid]["definition_hash"] != valid.definition_hashes[sid]
     }
     rerun = graphs.downstream(valid.graph, changed)
     kept: dict[str, tuple[StepState, Any]] = {}
@@ -205,8 +244,15 @@ def _plan_resume(
             kept[sid] = (status, None)
         else:
             resets[sid] = {
-                "status": StepState.PENDING.value, "error": None, "skip_reason": None, "started_at": None,
-                "finished_at": None, "duration_s": None, "output_json": None, "output_hash": None, "attempts": 0,
+                "status": StepState.PENDING.value,
+                "error": None,
+                "skip_reason": None,
+                "started_at": None,
+                "finished_at": None,
+                "duration_s": None,
+                "output_json": None,
+                "output_hash": None,
+                "attempts": 0,
                 "definition_hash": valid.definition_hashes[sid],
             }
     return kept, resets
@@ -225,22 +271,41 @@ async def _execute(setup: RunSetup, on_runner: Callable[[Runner], None] | None) 
     return await runner.execute()
 
 
-def _run_info(run_id: str, policy_id: str, started_at: str, dry_run: bool, attempt: int, trigger: str,
-              scheduled_for: str | None = None) -> dict[str, Any]:
+def _run_info(
+    run_id: str,
+    policy_id: str,
+    started_at: str,
+    dry_run: bool,
+    attempt: int,
+    trigger: str,
+    scheduled_for: str | None = None,
+) -> dict[str, Any]:
     return {
-        "id": run_id, "policy_id": policy_id, "started_at": started_at, "dry_run": dry_run, "attempt": attempt,
-        "trigger": trigger, "scheduled_for": scheduled_for,
+        "id": run_id,
+        "policy_id": policy_id,
+        "started_at": started_at,
+        "dry_run": dry_run,
+        "attempt": attempt,
+        "trigger": trigger,
+        "scheduled_for": scheduled_for,
     }
 
 
 def _step_rows(valid: ValidPolicy) -> list[dict[str, Any]]:
     rows = []
     for sid, position in valid.position_of.items():
-        rows.append({
-            "step_id": sid, "position": position, "phase": "main" if sid in valid.main_set else "on_failure",
-            "type": valid.step_types[sid].type, "side_effects": valid.step_types[sid].side_effects,
-            "status": StepState.PENDING.value, "attempts": 0, "definition_hash": valid.definition_hashes[sid],
-        })
+        rows.append(
+            {
+                "step_id": sid,
+                "position": position,
+                "phase": "main" if sid in valid.main_set else "on_failure",
+                "type": valid.step_types[sid].type,
+                "side_effects": valid.step_types[sid].side_effects,
+                "status": StepState.PENDING.value,
+                "attempts": 0,
+                "definition_hash": valid.definition_hashes[sid],
+            }
+        )
     return rows
 
 
@@ -261,13 +326,27 @@ def get_run(store: Store, run_id: str) -> RunResult:
     row = require_run(store, run_id)
     steps = [
         StepSummary(
-            id=s["step_id"], status=s["status"], attempts=s["attempts"], duration_s=s["duration_s"],
-            error=s["error"], skip_reason=s["skip_reason"], type=s["type"], phase=s["phase"],
+            id=s["step_id"],
+            status=s["status"],
+            attempts=s["attempts"],
+            duration_s=s["duration_s"],
+            error=s["error"],
+            skip_reason=s["skip_reason"],
+            type=s["type"],
+            phase=s["phase"],
         )
         for s in store.get_steps(row["id"])
     ]
     return RunResult(
-        run_id=row["id"], policy_id=row["policy_id"], status=row["status"], attempt=row["attempt"],
-        dry_run=bool(row["dry_run"]), trigger=row["trigger"], started_at=row["started_at"],
-        finished_at=row["finished_at"], error=row["error"], preview_dir=row["preview_dir"], steps=steps,
+        run_id=row["id"],
+        policy_id=row["policy_id"],
+        status=row["status"],
+        attempt=row["attempt"],
+        dry_run=bool(row["dry_run"]),
+        trigger=row["trigger"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error=row["error"],
+        preview_dir=row["preview_dir"],
+        steps=steps,
     )

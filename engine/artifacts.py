@@ -35,14 +35,18 @@ class ArtifactStore:
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
 
-    def put_bytes(self, data: bytes, media_type: str = "application/octet-stream", name: str | None = None) -> ArtifactRef:
+    def put_bytes(
+        self, data: bytes, media_type: str = "application/octet-stream", name: str | None = None
+    ) -> ArtifactRef:
         sha = hashlib.sha256(data).hexdigest()
         target = self.path_for(sha)
         if not target.exists():
             _install(target, lambda tmp: tmp.write_bytes(data))
         return ArtifactRef(sha256=sha, path=str(target), media_type=media_type, size=len(data), name=name)
 
-    def put_file(self, source: Path, media_type: str = "application/octet-stream", name: str | None = None) -> ArtifactRef:
+    def put_file(
+        self, source: Path, media_type: str = "application/octet-stream", name: str | None = None
+    ) -> ArtifactRef:
         digest = hashlib.sha256()
         with source.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):

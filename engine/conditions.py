@@ -180,7 +180,7 @@ class ConditionParser:
                 return self._combine(raw, key, pointer)
         if "not" in raw:
             if len(raw) != 1:
-                return self._fail(pointer, "'not' takes no other keys", "write {\"not\": CONDITION}")
+                return self._fail(pointer, "'not' takes no other keys", 'write {"not": CONDITION}')
             inner = self.parse(raw["not"], pointers.join(pointer, "not"))
             return Not(inner, pointer) if inner is not None else None
         if "ref" in raw or "op" in raw:
@@ -229,7 +229,7 @@ class ConditionParser:
                     right = self._ref(right["ref"], pointers.join(pointer, "value", "ref"), required=True)
                     ok = ok and right is not None
                 elif expression_kind(right) is not None:
-                    self._fail(pointers.join(pointer, "value"), "a condition value is a literal or a {\"ref\": ...}")
+                    self._fail(pointers.join(pointer, "value"), 'a condition value is a literal or a {"ref": ...}')
                     ok = False
         if not ok or left is None:
             return None
@@ -237,7 +237,7 @@ class ConditionParser:
 
     def _ref(self, text: Any, pointer: str, required: bool) -> RefOperand | None:
         if text is None:
-            self._fail(pointer, "missing 'ref'", "a comparison starts with {\"ref\": \"ctx.step.field\", ...}")
+            self._fail(pointer, "missing 'ref'", 'a comparison starts with {"ref": "ctx.step.field", ...}')
             return None
         try:
             return RefOperand(parse_ref(text), pointer)

@@ -23,6 +23,7 @@ def _redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str
 
 
 _shared = [
+    structlog.stdlib.filter_by_level,  # cheap early exit when nobody listens at this level
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -24,8 +24,13 @@ class PlannedStep:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "type": self.type, "layer": self.layer, "action": self.action,
-            "depends_on": self.depends_on, "phase": self.phase, "reason": self.reason,
+            "id": self.id,
+            "type": self.type,
+            "layer": self.layer,
+            "action": self.action,
+            "depends_on": self.depends_on,
+            "phase": self.phase,
+            "reason": self.reason,
         }
 
 
@@ -39,8 +44,11 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "policy_id": self.policy_id, "max_concurrency": self.max_concurrency, "dry_run": self.dry_run,
-            "layers": self.layers, "steps": [s.to_dict() for s in self.steps],
+            "policy_id": self.policy_id,
+            "max_concurrency": self.max_concurrency,
+            "dry_run": self.dry_run,
+            "layers": self.layers,
+            "steps": [s.to_dict() for s in self.steps],
         }
 
 

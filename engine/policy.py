@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +20,7 @@ RESERVED_STEP_IDS = frozenset({"params", "run"})
 SCHEMA_VERSION = 1
 
 
-class OnError(str, Enum):
+class OnError(StrEnum):
     """What a step failure does to the run."""
 
     fail_pipeline = "fail_pipeline"
@@ -28,7 +28,7 @@ class OnError(str, Enum):
     retry_then_fail = "retry_then_fail"
 
 
-class TriggerRule(str, Enum):
+class TriggerRule(StrEnum):
     """When a step with finished dependencies runs."""
 
     all_success = "all_success"

@@ -50,9 +50,32 @@ Observer = Callable[[StepEvent], None]
 
 @dataclass
 class _StepRecord:
+    """The runner's copy of a step's row (the columns in store.STEP_STATE_COLUMNS)."""
+
     status: StepState
     attempts: int = 0
     error: str | None = None
+    run_attempt: int = 1
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    skip_reason: str | None = None
+    output_json: str | None = None
+    output_hash: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "run_attempt": self.run_attempt,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": self.duration_s,
+            "error": self.error,
+            "skip_reason": self.skip_reason,
+            "output_json": self.output_json,
+            "output_hash": self.output_hash,
+        }
 
 
 @dataclass
@@ -237,11 +260,14 @@ class Runner:
 
     # -- one step --------------------------------------------------------------------------
 
-    def _transition(self, sid: str, new: StepState, **values: Any) -> None:
+    def _transition(self, sid: str, new: StepState, attempt_row: dict[str, Any] | None = None, **values: Any) -> None:
+        """Check the transition, then commit the step's new state (and its last attempt) at once."""
         record = self.records[sid]
         check_step(sid, record.status, new)
         record.status = new
-        self.store.update_step(self.run_id, sid, status=new.value, **values)
+        for key, value in values.items():
+            setattr(record, key, value)
+        self.store.set_step_state(self.run_id, sid, record.columns(), attempt_row)
 
     def _emit(self, sid: str, **info: Any) -> None:
         if self.setup.observer is not None:
@@ -249,7 +275,9 @@ class Runner:
             self.setup.observer(StepEvent(sid, record.status, record.attempts, **info))
 
     def _skip_pending(self, sid: str, reason: str) -> None:
-        self._transition(sid, StepState.SKIPPED, skip_reason=reason, finished_at=now())
+        self._transition(
+            sid, StepState.SKIPPED, skip_reason=reason, finished_at=now(), run_attempt=self.setup.run_attempt
+        )
         self.ctx.set_null(sid)
         self.log.info("step.skipped", step_id=sid, reason=reason)
         self._emit(sid, skip_reason=reason)
@@ -260,8 +288,19 @@ class Runner:
         log = self.log.bind(step_id=sid)
         started_at = now()
         clock = time.monotonic()
-        self._transition(sid, StepState.RUNNING, started_at=started_at, attempts=0, error=None, skip_reason=None,
-                         run_attempt=self.setup.run_attempt)
+        self._transition(
+            sid,
+            StepState.RUNNING,
+            started_at=started_at,
+            attempts=0,
+            error=None,
+            skip_reason=None,
+            run_attempt=self.setup.run_attempt,
+            finished_at=None,
+            duration_s=None,
+            output_json=None,
+            output_hash=None,
+        )
         self._emit(sid)
         try:
             condition = self.valid.skip_conditions.get(sid)
@@ -280,17 +319,15 @@ class Runner:
                 output = await self._attempt(sid, spec, record.attempts, log)
             except asyncio.CancelledError:
                 error = self._cancel_reason or "cancelled"
-                self._record_attempt(sid, attempt_started, StepState.FAILED, error)
-                self._end(sid, StepState.FAILED, clock, log, error=error)
+                self._end(sid, StepState.FAILED, clock, log, error=error, attempt_started=attempt_started)
                 raise
             except StepError as exc:
                 error, retryable = _clean(str(exc)) or type(exc).__name__, exc.retryable
             else:
-                self._record_attempt(sid, attempt_started, StepState.SUCCESS, None)
-                return self._end(sid, StepState.SUCCESS, clock, log, output=output)
-            self._record_attempt(sid, attempt_started, StepState.FAILED, error)
+                return self._end(sid, StepState.SUCCESS, clock, log, output=output, attempt_started=attempt_started)
             if not retryable or record.attempts >= max_attempts:
-                return self._end(sid, StepState.FAILED, clock, log, error=error)
+                return self._end(sid, StepState.FAILED, clock, log, error=error, attempt_started=attempt_started)
+            self._record_attempt(sid, attempt_started, StepState.FAILED, error)
             delay = backoff_delay(retry, record.attempts)
             log.warning("step.retry", attempt=record.attempts, error=error, delay_s=round(delay, 3))
             self._emit(sid, error=error)
@@ -311,9 +348,16 @@ class Runner:
         except ValidationError as exc:
             raise StepError(_params_error(exc, pointers.join(where, "params")), retryable=False) from None
         ctx = StepContext(
-            run_id=self.run_id, step_id=sid, attempt=attempt, run=dict(self.ctx.data["run"]),
-            params=self.ctx.data["params"], dry_run=self.setup.dry_run, log=log, artifacts=self.artifacts,
-            preview_dir=self.setup.preview_dir, policy_dir=self.valid.path.resolve().parent if self.valid.path else None,
+            run_id=self.run_id,
+            step_id=sid,
+            attempt=attempt,
+            run=dict(self.ctx.data["run"]),
+            params=self.ctx.data["params"],
+            dry_run=self.setup.dry_run,
+            log=log,
+            artifacts=self.artifacts,
+            preview_dir=self.setup.preview_dir,
+            policy_dir=self.valid.path.resolve().parent if self.valid.path else None,
             _evaluate=lambda cond, at="": parse_condition(cond, at).evaluate(self.ctx),
         )
         step = cls()
@@ -324,7 +368,9 @@ class Runner:
                 if previewing:
                     result = await _call_preview(step, params, ctx, spec)
                 else:
-                    result = await (step.run(params, ctx) if cls.run_is_async else asyncio.to_thread(step.run, params, ctx))
+                    result = await (
+                        step.run(params, ctx) if cls.run_is_async else asyncio.to_thread(step.run, params, ctx)
+                    )
         except TimeoutError:
             raise StepTimeout(f"timed out after {timeout:g} s") from None
         except StepError:
@@ -337,19 +383,43 @@ class Runner:
             return result
         return _check_output(cls, result, where)
 
+    def _attempt_row(self, sid: str, started_at: str, state: StepState, error: str | None) -> dict[str, Any]:
+        return {
+            "run_attempt": self.setup.run_attempt,
+            "attempt": self.records[sid].attempts,
+            "status": state.value,
+            "started_at": started_at,
+            "finished_at": now(),
+            "error": _clean(error),
+        }
+
     def _record_attempt(self, sid: str, started_at: str, state: StepState, error: str | None) -> None:
-        self.store.finish_attempt(
-            self.run_id, sid,
-            {"run_attempt": self.setup.run_attempt, "attempt": self.records[sid].attempts, "status": state.value,
-             "started_at": started_at, "finished_at": now(), "error": _clean(error)},
-            attempts=self.records[sid].attempts,
+        """A failed attempt that will be retried: record it, the step stays RUNNING."""
+        self.store.update_step(
+            self.run_id, sid, self._attempt_row(sid, started_at, state, error), attempts=self.records[sid].attempts
         )
 
-    def _end(self, sid: str, state: StepState, clock: float, log: Any, output: Any = None,
-             error: str | None = None, skip_reason: str | None = None) -> StepState:
+    def _end(
+        self,
+        sid: str,
+        state: StepState,
+        clock: float,
+        log: Any,
+        output: Any = None,
+        error: str | None = None,
+        skip_reason: str | None = None,
+        attempt_started: str | None = None,
+    ) -> StepState:
+        """Commit the step's final state (and its last attempt, if it made one)."""
         duration = round(time.monotonic() - clock, 6)
-        values: dict[str, Any] = {"finished_at": now(), "duration_s": duration, "error": _clean(error),
-                                  "skip_reason": skip_reason}
+        values: dict[str, Any] = {
+            "finished_at": now(),
+            "duration_s": duration,
+            "error": _clean(error),
+            "skip_reason": skip_reason,
+            "output_json": None,
+            "output_hash": None,
+        }
         if state is StepState.SUCCESS:
             try:
                 encoded = outputs.encode(output, self.artifacts, f"output of step {sid!r}")
@@ -359,8 +429,10 @@ class Runner:
             else:
                 values["output_json"] = json.dumps(encoded, separators=(",", ":"), ensure_ascii=False)
                 values["output_hash"] = outputs.output_hash(encoded)
-        self.records[sid].error = values["error"]
-        self._transition(sid, state, **values)
+        attempt_row = None
+        if attempt_started is not None:
+            attempt_row = self._attempt_row(sid, attempt_started, state, values["error"])
+        self._transition(sid, state, attempt_row, **values)
         if state is StepState.SUCCESS:
             self.ctx.set_output(sid, output)
             log.info("step.succeeded", duration_s=duration, attempts=self.records[sid].attempts)

@@ -45,7 +45,12 @@ EXPRESSION_SCHEMA: dict[str, Any] = {
 
 _REF_OR_LITERAL = {
     "anyOf": [
-        {"type": "object", "properties": {"ref": {"type": "string"}}, "required": ["ref"], "additionalProperties": False},
+        {
+            "type": "object",
+            "properties": {"ref": {"type": "string"}},
+            "required": ["ref"],
+            "additionalProperties": False,
+        },
         {"not": {"type": "object", "required": ["ref"]}},
     ]
 }

@@ -1,23 +1,23 @@
 """Step and run states, and the transitions allowed between them.
 
-    step:  PENDING -> RUNNING -> SUCCESS | FAILED | SKIPPED
-           PENDING -> SKIPPED            (an upstream step was skipped or failed)
-           PENDING -> FAILED             (the run was cancelled or timed out before it started)
-           FAILED | SKIPPED | PENDING -> PENDING   (reset by a resume)
-           RUNNING -> FAILED             (interrupted: the process died)
+step:  PENDING -> RUNNING -> SUCCESS | FAILED | SKIPPED
+       PENDING -> SKIPPED            (an upstream step was skipped or failed)
+       PENDING -> FAILED             (the run was cancelled or timed out before it started)
+       FAILED | SKIPPED | PENDING -> PENDING   (reset by a resume)
+       RUNNING -> FAILED             (interrupted: the process died)
 
-    run:   RUNNING -> SUCCESS | PARTIAL | FAILED | CANCELLED
-           FAILED | PARTIAL | CANCELLED -> RUNNING   (resume)
+run:   RUNNING -> SUCCESS | PARTIAL | FAILED | CANCELLED
+       FAILED | PARTIAL | CANCELLED -> RUNNING   (resume)
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from .errors import InvalidTransition
 
 
-class StepState(str, Enum):
+class StepState(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCESS = "SUCCESS"
@@ -29,7 +29,7 @@ class StepState(str, Enum):
         return self in (StepState.SUCCESS, StepState.FAILED, StepState.SKIPPED)
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     RUNNING = "RUNNING"
     SUCCESS = "SUCCESS"
     PARTIAL = "PARTIAL"

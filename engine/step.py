@@ -1,19 +1,19 @@
 """The step plugin API: subclass :class:`Step` with a ``type=`` keyword and it is registered.
 
-    from pydantic import BaseModel
-    from engine import Step, StepContext
+from pydantic import BaseModel
+from engine import Step, StepContext
 
-    class Greet(Step, type="demo.greet", aliases=("greet",)):
-        '''Say hello to someone (this docstring is the step's description).'''
+class Greet(Step, type="demo.greet", aliases=("greet",)):
+    '''Say hello to someone (this docstring is the step's description).'''
 
-        class Params(BaseModel):
-            name: str
+    class Params(BaseModel):
+        name: str
 
-        class Output(BaseModel):
-            greeting: str
+    class Output(BaseModel):
+        greeting: str
 
-        async def run(self, params: Params, ctx: StepContext) -> Output:
-            return self.Output(greeting=f"Hello, {params.name}!")
+    async def run(self, params: Params, ctx: StepContext) -> Output:
+        return self.Output(greeting=f"Hello, {params.name}!")
 """
 
 from __future__ import annotations
@@ -115,9 +115,7 @@ class Step:
     @classmethod
     def condition_fields(cls) -> frozenset[str]:
         """Names of Params fields typed ``ConditionValue``."""
-        return frozenset(
-            name for name, info in cls.Params.model_fields.items() if CONDITION_MARKER in info.metadata
-        )
+        return frozenset(name for name, info in cls.Params.model_fields.items() if CONDITION_MARKER in info.metadata)
 
     def run(self, params: Any, ctx: StepContext) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -189,7 +189,9 @@ class _Checker:
         for name, decl in params.items():
             ptr = pointers.join("/params", name)
             if not _PARAM_RE.match(name):
-                self.add(ptr, f"invalid parameter name {name!r}", "use letters, digits and _, not starting with a digit")
+                self.add(
+                    ptr, f"invalid parameter name {name!r}", "use letters, digits and _, not starting with a digit"
+                )
             if isinstance(decl, dict) and "default" in decl and decl.get("type") in _JSON_TYPES:
                 default = decl["default"]
                 if default is not None and not json_type_matches(decl["type"], default):
@@ -229,7 +231,11 @@ class _Checker:
                     deps.append(step_id)
                 return
             if step_id in self.failure_ids:
-                self.add(where, f"{what} on_failure step {step_id!r} from a main step", "main steps cannot use on_failure steps")
+                self.add(
+                    where,
+                    f"{what} on_failure step {step_id!r} from a main step",
+                    "main steps cannot use on_failure steps",
+                )
                 return
             hint = _suggest(step_id, sorted(visible))
             self.add(where, f"{what} unknown step {step_id!r}", hint)
@@ -244,7 +250,11 @@ class _Checker:
         step_type = registry.get(type_name) if isinstance(type_name, str) else None
         if step_type is None and isinstance(type_name, str):
             hint = _suggest(type_name, registry.names())
-            self.add(pointers.join(ptr, "type"), f"unknown step type {type_name!r}", hint or "run 'engine steps' to list them")
+            self.add(
+                pointers.join(ptr, "type"),
+                f"unknown step type {type_name!r}",
+                hint or "run 'engine steps' to list them",
+            )
 
         params = raw.get("params", {})
         if isinstance(params, dict):
@@ -285,7 +295,11 @@ class _Checker:
                 self._check_template(expr.payload, where, phase, need)
             elif expr.kind == "secret":
                 if not isinstance(expr.payload, str) or not SECRET_NAME.match(expr.payload):
-                    self.add(where, f"invalid secret name {expr.payload!r}", "name an environment variable, e.g. SMTP_PASSWORD")
+                    self.add(
+                        where,
+                        f"invalid secret name {expr.payload!r}",
+                        "name an environment variable, e.g. SMTP_PASSWORD",
+                    )
 
     def _check_ref(self, text: Any, where: str, phase: str, need: Any) -> None:
         try:
@@ -301,7 +315,9 @@ class _Checker:
         elif root == "run":
             if len(path) > 1:
                 if path[1] not in RUN_FIELDS:
-                    self.add(where, f"ref {text!r}: ctx.run has no {path[1]!r}", f"ctx.run has: {', '.join(RUN_FIELDS)}")
+                    self.add(
+                        where, f"ref {text!r}: ctx.run has no {path[1]!r}", f"ctx.run has: {', '.join(RUN_FIELDS)}"
+                    )
                 elif path[1] in ("error", "failed_steps") and phase != "on_failure":
                     self.add(where, f"ref {text!r}: ctx.run.{path[1]} is only set in on_failure steps")
         else:
@@ -319,7 +335,8 @@ class _Checker:
             fields = {info.alias or name: info for name, info in model.model_fields.items()}
             if segment not in fields:
                 hint = _suggest(segment, sorted(fields)) or f"its output has: {', '.join(sorted(fields))}"
-                self.add(where, f"ref {text!r}: step {step_id!r} ({step_type.type if step_type else '?'}) has no output field {segment!r}", hint)
+                kind = step_type.type if step_type else "?"
+                self.add(where, f"ref {text!r}: step {step_id!r} ({kind}) has no output field {segment!r}", hint)
                 return
             model = _unwrap_model(fields[segment].annotation)
 
@@ -331,7 +348,9 @@ class _Checker:
             names = template_names(source)
         except Exception as exc:  # jinja2.TemplateSyntaxError
             line = getattr(exc, "lineno", None)
-            self.add(where, f"template syntax error{f' on line {line}' if line else ''}: {getattr(exc, 'message', exc)}")
+            self.add(
+                where, f"template syntax error{f' on line {line}' if line else ''}: {getattr(exc, 'message', exc)}"
+            )
             return
         for name in sorted(names):
             if name in ("params", "run"):

@@ -30,7 +30,15 @@ EXPRESSION_KEYS = ("ref", "template", "secret", "literal")
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONTEXT_ROOTS = ("params", "run")
 RUN_FIELDS = (
-    "id", "policy_id", "started_at", "dry_run", "attempt", "trigger", "scheduled_for", "error", "failed_steps",
+    "id",
+    "policy_id",
+    "started_at",
+    "dry_run",
+    "attempt",
+    "trigger",
+    "scheduled_for",
+    "error",
+    "failed_steps",
 )
 
 
@@ -218,9 +226,7 @@ def resolve(value: Any, ctx: RunContext, pointer: str = "", skip: frozenset[str]
     if kind == "literal":
         return value["literal"]
     if isinstance(value, dict):
-        return {
-            k: v if k in skip else resolve(v, ctx, pointers.join(pointer, k)) for k, v in value.items()
-        }
+        return {k: v if k in skip else resolve(v, ctx, pointers.join(pointer, k)) for k, v in value.items()}
     if isinstance(value, list):
         return [resolve(v, ctx, pointers.join(pointer, i)) for i, v in enumerate(value)]
     return value

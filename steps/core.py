@@ -102,16 +102,24 @@ class Shell(Step, type="core.shell", aliases=("shell",)):
             try:
                 parsed = json.loads(out)
             except json.JSONDecodeError as exc:
-                raise StepError(f"stdout is not JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}",
-                                retryable=False) from exc
-        return self.Output(exit_code=proc.returncode, stdout=stdout, stderr=stderr, json=parsed,
-                           truncated=cut_out or cut_err)
+                raise StepError(
+                    f"stdout is not JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}", retryable=False
+                ) from exc
+        return self.Output(
+            exit_code=proc.returncode, stdout=stdout, stderr=stderr, json=parsed, truncated=cut_out or cut_err
+        )
 
     def preview(self, params: Params, ctx: StepContext) -> dict[str, Any]:
         """The Output's fields, empty, plus what would run (env values are not shown)."""
         return {
-            "exit_code": 0, "stdout": "", "stderr": "", "json": None, "truncated": False,
-            "would_run": params.argv, "cwd": str(self._cwd(params, ctx) or Path.cwd()), "env": sorted(params.env),
+            "exit_code": 0,
+            "stdout": "",
+            "stderr": "",
+            "json": None,
+            "truncated": False,
+            "would_run": params.argv,
+            "cwd": str(self._cwd(params, ctx) or Path.cwd()),
+            "env": sorted(params.env),
         }
 
     @staticmethod

@@ -84,15 +84,26 @@ def resume(store: Store) -> Callable[..., RunResult]:
 def cli(state_dir: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the real ``engine`` command in a subprocess (with the test step types loaded)."""
 
-    def go(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
-           cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def go(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
-        full_env.update({"ENGINE_STATE_DIR": str(state_dir), "ENGINE_PLUGINS": "tests.stepkit",
-                         "PYTHONPATH": str(ROOT), "COLUMNS": "200"})
+        full_env.update(
+            {
+                "ENGINE_STATE_DIR": str(state_dir),
+                "ENGINE_PLUGINS": "tests.stepkit",
+                "PYTHONPATH": str(ROOT),
+                "COLUMNS": "200",
+            }
+        )
         full_env.update(env or {})
         return subprocess.run(
-            [sys.executable, "-m", "engine", *args], capture_output=True, text=True, env=full_env,
-            timeout=timeout, cwd=cwd or tmp_path,
+            [sys.executable, "-m", "engine", *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+            cwd=cwd or tmp_path,
         )
 
     return go

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from .. import __version__, logs
 from ..api import RunResult, get_run, resume_run, run_params, run_policy
@@ -79,7 +80,9 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="engine")
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help="Import a step plugin module (repeatable).")
 @click.option(
-    "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ENGINE_STATE_DIR",
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="ENGINE_STATE_DIR",
     help="Where run state lives (default ./.engine; env ENGINE_STATE_DIR).",
 )
 @click.pass_context
@@ -90,7 +93,10 @@ def cli(ctx: click.Context, plugins: tuple[str, ...], state_dir: Path | None) ->
 
 
 state_dir_option = click.option(
-    "--state-dir", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--state-dir",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Where run state lives (overrides the global option and ENGINE_STATE_DIR).",
 )
 policy_argument = click.argument("policy", type=click.Path(dir_okay=False, path_type=Path))
@@ -133,8 +139,15 @@ def validate(policy: Path, as_json: bool) -> None:
             render.print_problems(stderr, str(policy), exc.problems)
         raise click.exceptions.Exit(2) from None
     if as_json:
-        _dump({"valid": True, "policy": str(policy), "policy_id": valid.id, "steps": len(valid.position_of),
-               "problems": []})
+        _dump(
+            {
+                "valid": True,
+                "policy": str(policy),
+                "policy_id": valid.id,
+                "steps": len(valid.position_of),
+                "problems": [],
+            }
+        )
     else:
         stdout.print(f"{policy}: valid ({len(valid.main_ids)} steps, {len(valid.failure_ids)} on_failure)")
 
@@ -194,7 +207,7 @@ def steps(as_json: bool) -> None:
     for cls in registry.types():
         aliases = f" (alias: {', '.join(cls.aliases)})" if cls.aliases else ""
         effects = " [side effects]" if cls.side_effects else ""
-        stdout.print(f"[bold]{cls.type}[/]{aliases}{effects}")
+        stdout.print(f"[bold]{cls.type}[/]{aliases}{escape(effects)}")
         stdout.print(f"    {cls.description().splitlines()[0] if cls.description() else ''}", markup=False)
 
 
@@ -208,8 +221,9 @@ def steps(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the finished run as one JSON object.")
 @state_dir_option
 @click.pass_context
-def run(ctx: click.Context, policy: Path, dry_run: bool, params: tuple[str, ...], as_json: bool,
-        state_dir: Path | None) -> None:
+def run(
+    ctx: click.Context, policy: Path, dry_run: bool, params: tuple[str, ...], as_json: bool, state_dir: Path | None
+) -> None:
     """Run a policy."""
     try:
         valid = validate_file(policy)
@@ -223,8 +237,9 @@ def run(ctx: click.Context, policy: Path, dry_run: bool, params: tuple[str, ...]
     store = _store(ctx, state_dir)
 
     async def go(observer: Any, on_runner: Any) -> RunResult:
-        return await run_policy(valid, store=store, param_strings=strings, dry_run=dry_run, observer=observer,
-                                on_runner=on_runner)
+        return await run_policy(
+            valid, store=store, param_strings=strings, dry_run=dry_run, observer=observer, on_runner=on_runner
+        )
 
     result = _execute(store, valid, go, as_json, "run")
     _finish(result, as_json)
@@ -232,8 +247,12 @@ def run(ctx: click.Context, policy: Path, dry_run: bool, params: tuple[str, ...]
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Use this (fixed) policy file; changed steps and their dependents run again.")
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Use this (fixed) policy file; changed steps and their dependents run again.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the finished run as one JSON object.")
 @state_dir_option
 @click.pass_context
@@ -290,15 +309,22 @@ def _finish(result: RunResult, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @state_dir_option
 @click.pass_context
-def runs(ctx: click.Context, policy_id: str | None, status: str | None, limit: int, as_json: bool,
-         state_dir: Path | None) -> None:
+def runs(
+    ctx: click.Context, policy_id: str | None, status: str | None, limit: int, as_json: bool, state_dir: Path | None
+) -> None:
     """List recent runs, newest first."""
     store = _store(ctx, state_dir)
     rows = store.list_runs(policy_id, status, limit)
     if as_json:
         keys = ("id", "policy_id", "status", "attempt", "dry_run", "trigger", "started_at", "finished_at", "error")
-        _dump({"runs": [{("run_id" if k == "id" else k): (bool(r[k]) if k == "dry_run" else r[k]) for k in keys}
-                        for r in rows]})
+        _dump(
+            {
+                "runs": [
+                    {("run_id" if k == "id" else k): (bool(r[k]) if k == "dry_run" else r[k]) for k in keys}
+                    for r in rows
+                ]
+            }
+        )
     else:
         render.print_runs(stdout, rows)
 
@@ -323,7 +349,11 @@ def show(ctx: click.Context, run_id: str, as_json: bool, fmt: str, state_dir: Pa
         deps = _declared_deps(doc, result)
         nodes = [(s.id, f"{s.type} · {s.status}", s.status) for s in result.steps]
         failure = [s.id for s in result.steps if s.phase == "on_failure"]
-        text = diagrams.mermaid(nodes, deps, failure) if fmt == "mermaid" else diagrams.dot(result.policy_id, nodes, deps, failure)
+        text = (
+            diagrams.mermaid(nodes, deps, failure)
+            if fmt == "mermaid"
+            else diagrams.dot(result.policy_id, nodes, deps, failure)
+        )
         click.echo(text, nl=False)
         return
     render.print_run_detail(stdout, result)

@@ -15,8 +15,14 @@ STATE_STYLES = {
     "skip": "fill:#eeeeee,stroke:#9e9e9e,color:#616161,stroke-dasharray:4 3",
 }
 _DOT_COLORS = {
-    "SUCCESS": "#c8e6c9", "FAILED": "#ffcdd2", "SKIPPED": "#eeeeee", "RUNNING": "#fff9c4", "PENDING": "#ffffff",
-    "run": "#e3f2fd", "preview": "#f3e5f5", "skip": "#eeeeee",
+    "SUCCESS": "#c8e6c9",
+    "FAILED": "#ffcdd2",
+    "SKIPPED": "#eeeeee",
+    "RUNNING": "#fff9c4",
+    "PENDING": "#ffffff",
+    "run": "#e3f2fd",
+    "preview": "#f3e5f5",
+    "skip": "#eeeeee",
 }
 
 
@@ -55,7 +61,11 @@ def dot(
     deps: Mapping[str, Sequence[str]],
     failure_ids: Sequence[str] = (),
 ) -> str:
-    lines = [f'digraph "{_dq(name)}" {{', "    rankdir=TB;", '    node [shape=box, style="rounded,filled", fontname="sans-serif"];']
+    lines = [
+        f'digraph "{_dq(name)}" {{',
+        "    rankdir=TB;",
+        '    node [shape=box, style="rounded,filled", fontname="sans-serif"];',
+    ]
     failure = set(failure_ids)
     for sid, detail, cls in nodes:
         if sid not in failure:
@@ -64,7 +74,9 @@ def dot(
         lines.append('    subgraph cluster_on_failure {\n        label="on_failure"; style=dashed;')
         for sid, detail, cls in nodes:
             if sid in failure:
-                lines.append(f'        "{sid}" [label="{sid}\\n{_dq(detail)}", fillcolor="{_DOT_COLORS.get(cls, "#ffffff")}"];')
+                lines.append(
+                    f'        "{sid}" [label="{sid}\\n{_dq(detail)}", fillcolor="{_DOT_COLORS.get(cls, "#ffffff")}"];'
+                )
         lines.append("    }")
     for sid, _, _ in nodes:
         for dep in deps.get(sid, ()):

@@ -46,8 +46,9 @@ class LiveTable:
         self.live.__exit__(*exc)
 
     def observe(self, event: StepEvent) -> None:
-        row = self.rows.setdefault(event.step_id, {"status": "PENDING", "attempt": 0, "started": None,
-                                                   "duration": None, "note": ""})
+        row = self.rows.setdefault(
+            event.step_id, {"status": "PENDING", "attempt": 0, "started": None, "duration": None, "note": ""}
+        )
         row["status"] = event.status.value
         row["attempt"] = event.attempt
         if event.status is StepState.RUNNING and row["started"] is None:
@@ -106,7 +107,8 @@ def print_run_detail(console: Console, result: RunResult) -> None:
     console.print(
         f"run {result.run_id}  policy {result.policy_id}  status {result.status}  attempt {result.attempt}"
         f"  trigger {result.trigger}{'  dry run' if result.dry_run else ''}",
-        highlight=False, markup=False,
+        highlight=False,
+        markup=False,
     )
     console.print(f"started {result.started_at}  finished {result.finished_at or '-'}", highlight=False, markup=False)
     if result.error:
@@ -119,8 +121,12 @@ def print_run_detail(console: Console, result: RunResult) -> None:
     for step in result.steps:
         name = step.id if step.phase == "main" else f"{step.id} (on_failure)"
         table.add_row(
-            name, step.type, Text(step.status, style=STATE_COLORS.get(step.status, "")), str(step.attempts),
-            _seconds(step.duration_s), step.error or step.skip_reason or "",
+            name,
+            step.type,
+            Text(step.status, style=STATE_COLORS.get(step.status, "")),
+            str(step.attempts),
+            _seconds(step.duration_s),
+            step.error or step.skip_reason or "",
         )
     console.print(table)
 
@@ -150,8 +156,12 @@ def print_runs(console: Console, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         status = row["status"] + (" (dry run)" if row["dry_run"] else "")
         table.add_row(
-            row["id"], row["policy_id"], Text(status, style=STATE_COLORS.get(row["status"], "")), str(row["attempt"]),
-            row["trigger"], row["started_at"][:19].replace("T", " "),
+            row["id"],
+            row["policy_id"],
+            Text(status, style=STATE_COLORS.get(row["status"], "")),
+            str(row["attempt"]),
+            row["trigger"],
+            row["started_at"][:19].replace("T", " "),
             (row["finished_at"] or "")[:19].replace("T", " "),
         )
     console.print(table)
