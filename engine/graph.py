@@ -21,6 +21,8 @@ def find_cycles(graph: nx.DiGraph, order: Sequence[str]) -> list[list[str]]:
 
     Returned as node lists that end where they begin: ``["a", "b", "c", "a"]``.
     """
+    if nx.is_directed_acyclic_graph(graph):
+        return []
     position = {step: i for i, step in enumerate(order)}
     cycles: list[list[str]] = []
     for component in nx.strongly_connected_components(graph):

@@ -143,6 +143,10 @@ class Runner:
                 await self._run_on_failure()
             except asyncio.CancelledError:
                 pass  # the run has failed already; stopping its alerts early does not change that
+        elif state is not RunState.FAILED:
+            for sid in self.valid.failure_ids:
+                if self.records[sid].status is StepState.PENDING:
+                    self._skip_pending(sid, "on_failure: the run did not fail")
         return self._finish(state, error, started)
 
     def cancel(self, reason: str) -> None:
@@ -315,6 +319,7 @@ class Runner:
             record.attempts += 1
             attempt_started = now()
             log.info("step.started", attempt=record.attempts)
+            self._emit(sid)
             try:
                 output = await self._attempt(sid, spec, record.attempts, log)
             except asyncio.CancelledError:

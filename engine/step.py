@@ -87,6 +87,7 @@ class Step:
     Output: ClassVar[type[BaseModel] | None] = None
     run_is_async: ClassVar[bool]
     preview_is_async: ClassVar[bool]
+    _condition_fields: ClassVar[frozenset[str] | None] = None
 
     def __init_subclass__(
         cls, *, type: str | None = None, aliases: tuple[str, ...] | list[str] = (), **kwargs: Any
@@ -114,8 +115,12 @@ class Step:
 
     @classmethod
     def condition_fields(cls) -> frozenset[str]:
-        """Names of Params fields typed ``ConditionValue``."""
-        return frozenset(name for name, info in cls.Params.model_fields.items() if CONDITION_MARKER in info.metadata)
+        """Names of Params fields typed ``ConditionValue`` (computed once per class)."""
+        cached = cls.__dict__.get("_condition_fields")
+        if cached is None:
+            cached = frozenset(n for n, info in cls.Params.model_fields.items() if CONDITION_MARKER in info.metadata)
+            cls._condition_fields = cached
+        return cached
 
     def run(self, params: Any, ctx: StepContext) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError

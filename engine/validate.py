@@ -13,6 +13,7 @@ import json
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,10 @@ class ValidPolicy:
     deps: dict[str, list[str]]  # step id -> dependencies, in policy order (main and on_failure)
     step_types: dict[str, type[Step]]
     skip_conditions: dict[str, Condition | None]
-    definition_hashes: dict[str, str]
+    raw_steps: list[Any]
     main_ids: list[str]
     failure_ids: list[str]
     graph: nx.DiGraph = field(repr=False)
-    hash: str = ""
 
     @property
     def id(self) -> str:
@@ -68,6 +68,16 @@ class ValidPolicy:
 
     def spec(self, step_id: str) -> StepSpec:
         return self._specs[step_id]
+
+    @cached_property
+    def hash(self) -> str:
+        """SHA-256 of the canonical JSON of the whole document."""
+        return sha256_of(self.document)
+
+    @cached_property
+    def definition_hashes(self) -> dict[str, str]:
+        """Per step, SHA-256 of its definition as written (a resume re-runs steps whose hash changed)."""
+        return {sid: sha256_of(raw) for sid, raw in zip(self.position_of, self.raw_steps, strict=True)}
 
     def __post_init__(self) -> None:
         self._specs = {s.id: s for s in self.policy.all_steps()}
@@ -119,11 +129,10 @@ def validate_document(doc: dict[str, Any], path: Path | None = None) -> ValidPol
         deps=deps,
         step_types={s.id: _step_type(s.type) for s in policy.all_steps()},
         skip_conditions=checker.skip_conditions,
-        definition_hashes={s.id: sha256_of(raw) for s, raw in zip(policy.all_steps(), checker.raw_steps, strict=True)},
+        raw_steps=checker.raw_steps,
         main_ids=[s.id for s in policy.steps],
         failure_ids=[s.id for s in policy.on_failure],
         graph=graph,
-        hash=sha256_of(doc),
     )
 
 

@@ -59,16 +59,25 @@ class Expression:
 
 
 def iter_expressions(value: Any, pointer: str = "") -> Iterator[Expression]:
-    """Every expression inside ``value``, with its JSON pointer."""
-    kind = expression_kind(value)
-    if kind is not None:
-        yield Expression(pointer, kind, value[kind])
-    elif isinstance(value, dict):
+    """Every expression inside ``value``, with its JSON pointer below ``pointer``."""
+    for path, kind, payload in _walk(value, ()):
+        yield Expression(pointers.join(pointer, *path), kind, payload)
+
+
+def _walk(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str, Any]]:
+    # only containers are visited: most values are scalars, and validation walks every step
+    if isinstance(value, dict):
+        kind = expression_kind(value)
+        if kind is not None:
+            yield path, kind, value[kind]
+            return
         for key, item in value.items():
-            yield from iter_expressions(item, pointers.join(pointer, key))
+            if isinstance(item, dict | list):
+                yield from _walk(item, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from iter_expressions(item, pointers.join(pointer, index))
+            if isinstance(item, dict | list):
+                yield from _walk(item, (*path, index))
 
 
 # -- refs -------------------------------------------------------------------------------

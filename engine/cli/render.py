@@ -94,7 +94,10 @@ def print_run_summary(console: Console, result: RunResult) -> None:
     console.print(f"run [bold]{result.run_id}[/] [{style}]{result.status}[/]{dry}: {parts}", highlight=False)
     for step in result.steps:
         if step.status == "FAILED":
-            console.print(f"  [red]x[/] {step.id}: {step.error}", highlight=False, markup=False)
+            line = Text("  ")
+            line.append("x", style="red")
+            line.append(f" {step.id}: {step.error}")
+            console.print(line, highlight=False)
     if result.error and result.status != "SUCCESS":
         console.print(f"  error: {result.error}", highlight=False, markup=False)
     if result.preview_dir:
