@@ -245,7 +245,8 @@ class ConditionParser:
             self._fail(pointer, str(exc))
             return None
 
-    def _fail(self, pointer: str, message: str, hint: str | None = None) -> None:
+    def _fail(self, pointer: str, message: str, hint: str | None = None) -> Condition | None:
+        """Record a problem; returns None so parse methods can ``return self._fail(...)``."""
         self.problems.append(Problem(pointer, message, hint))
         return None
 

@@ -18,6 +18,7 @@ class Greet(Step, type="demo.greet", aliases=("greet",)):
 
 from __future__ import annotations
 
+import builtins
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,8 +84,8 @@ class Step:
     type: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     side_effects: ClassVar[bool] = False
-    Params: ClassVar[type[BaseModel]]
-    Output: ClassVar[type[BaseModel] | None] = None
+    Params: ClassVar[builtins.type[BaseModel]]
+    Output: ClassVar[builtins.type[BaseModel] | None] = None
     run_is_async: ClassVar[bool]
     preview_is_async: ClassVar[bool]
     _condition_fields: ClassVar[frozenset[str] | None] = None
@@ -96,10 +97,10 @@ class Step:
         if type is None:  # an abstract intermediate base
             return
         params = cls.__dict__.get("Params", getattr(cls, "Params", None))
-        if not (isinstance(params, type_) and issubclass(params, BaseModel)):
+        if not (isinstance(params, builtins.type) and issubclass(params, BaseModel)):
             raise RegistryError(f"step type {type!r} ({_where(cls)}) needs an inner 'class Params(BaseModel)'")
         output = getattr(cls, "Output", None)
-        if output is not None and not (isinstance(output, type_) and issubclass(output, BaseModel)):
+        if output is not None and not (isinstance(output, builtins.type) and issubclass(output, BaseModel)):
             raise RegistryError(f"step type {type!r} ({_where(cls)}): Output must be a pydantic model")
         if getattr(cls, "run", None) is Step.run:
             raise RegistryError(f"step type {type!r} ({_where(cls)}) needs a 'run(self, params, ctx)' method")
@@ -127,9 +128,6 @@ class Step:
 
     # A step with side effects may define ``preview(self, params, ctx)`` (sync or async),
     # returning what it would do; a dry run uses it instead of ``run``.
-
-
-type_ = type
 
 
 def _where(cls: type) -> str:

@@ -154,7 +154,8 @@ class _Checker:
 
     def run(self) -> tuple[Policy, dict[str, list[str]], nx.DiGraph] | None:
         policy = self._shape()
-        params = self.doc.get("params") if isinstance(self.doc.get("params"), dict) else {}
+        raw_params = self.doc.get("params")
+        params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
         self.declared_params = set(params)
         self._check_param_defaults(params)
         main = self._steps("steps")
@@ -164,7 +165,8 @@ class _Checker:
         self._check_unique([*main, *failure])
         self.types: dict[str, type[Step] | None] = {}
         for sid, raw, _ in [*main, *failure]:
-            self.types.setdefault(sid, registry.get(raw.get("type")))
+            type_name = raw.get("type")
+            self.types.setdefault(sid, registry.get(type_name) if isinstance(type_name, str) else None)
         deps: dict[str, list[str]] = {}
         for sid, raw, ptr in main:
             deps[sid] = self._check_step(sid, raw, ptr, phase="main")
@@ -430,6 +432,22 @@ def _element_type(annotation: Any) -> Any:
     return models[0] if len(models) == 1 else None
 
 
+_FRIENDLY = {
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+    "list_type": "must be a list",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+}
+
+
 def _problem_from_pydantic(error: Mapping[str, Any], model: Any, base: str) -> Problem:
     loc = tuple(error["loc"])
     kind = error["type"]
@@ -442,9 +460,16 @@ def _problem_from_pydantic(error: Mapping[str, Any], model: Any, base: str) -> P
         return Problem(pointers.from_loc(loc, base), f"required field {str(loc[-1])!r} is missing")
     # drop pydantic's union-member tags such as 'function-after[...]' from the pointer
     clean = tuple(t for t in loc if not (isinstance(t, str) and ("[" in t or t in ("str", "int", "float", "bool"))))
-    message = error["msg"]
+    message = _FRIENDLY.get(kind) or error["msg"].replace("Input should be", "must be")
     if kind == "string_pattern_mismatch":
         message = f"{error['input']!r} does not match the pattern {error['ctx']['pattern']}"
+        if loc and loc[-1] == "id":
+            hint = (
+                "use lowercase letters, digits, '_' and '-', starting with a letter"
+                if len(loc) == 1
+                else "use lowercase letters, digits and '_', starting with a letter or '_'"
+            )
+            return Problem(pointers.from_loc(loc, base), message, hint)
     elif "input" in error and not isinstance(error["input"], dict | list) and kind != "missing":
         message = f"{message} (got {error['input']!r})"
     return Problem(pointers.from_loc(clean, base), message)

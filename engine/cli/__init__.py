@@ -65,18 +65,7 @@ def _report(exc: EngineError) -> None:
         stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
 
 
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except EngineError:
-            raise
-        except click.ClickException as exc:
-            exc.exit_code = 2
-            raise
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="engine")
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help="Import a step plugin module (repeatable).")
 @click.option(
@@ -275,9 +264,13 @@ def _execute(store: Store, valid: ValidPolicy | None, go: Any, as_json: bool, ve
     runners: list[Runner] = []
 
     async def main() -> RunResult:
+        def stop(sig: signal.Signals) -> None:
+            for runner in runners:
+                runner.cancel(f"cancelled by {sig.name}")
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda s=sig: [r.cancel(f"cancelled by {s.name}") for r in runners])
+            loop.add_signal_handler(sig, stop, sig)
         return await go(table.observe if table else None, runners.append)
 
     try:
