@@ -56,13 +56,17 @@ class Problem:
     column: int | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
-        where = self.pointer or "/"
-        if self.line is not None:
-            where = f"line {self.line}, column {self.column}"
-        text = f"{where}: {self.message}"
+        text = f"{self.where()}: {self.message}"
         if self.hint:
             text += f" ({self.hint})"
         return text
+
+    def where(self) -> str:
+        """``/steps/3/type (line 12, column 7)``; just the line and column for a JSON syntax error."""
+        if self.line is None:
+            return self.pointer or "/"
+        place = f"line {self.line}, column {self.column}"
+        return f"{self.pointer} ({place})" if self.pointer else place
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"pointer": self.pointer, "message": self.message, "hint": self.hint}

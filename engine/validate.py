@@ -8,6 +8,7 @@ steps or to fields a step's Output does not have, and cycles.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import typing
@@ -21,7 +22,7 @@ import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from . import graph as graphs
-from . import pointers
+from . import locate, pointers
 from .conditions import Condition, ConditionParser
 from .errors import PolicyError, Problem
 from .policy import (
@@ -111,7 +112,24 @@ def validate_file(path: str | Path) -> ValidPolicy:
         raise PolicyError([Problem("", f"cannot read the policy file: {exc.strerror}")], str(path)) from None
     except UnicodeDecodeError:
         raise PolicyError([Problem("", "the policy file is not UTF-8 text")], str(path)) from None
-    return validate_document(load_document(text, str(path)), path)
+    try:
+        return validate_document(load_document(text, str(path)), path)
+    except PolicyError as exc:
+        raise with_lines(exc, text) from None
+
+
+def with_lines(exc: PolicyError, text: str) -> PolicyError:
+    """The same problems, each with the line and column of its pointer in ``text``."""
+    if all(p.line is not None for p in exc.problems):
+        return exc
+    table = locate.positions(text)
+    problems = []
+    for problem in exc.problems:
+        place = locate.nearest(table, problem.pointer) if problem.line is None else None
+        if place is not None:
+            problem = dataclasses.replace(problem, line=place[0], column=place[1])
+        problems.append(problem)
+    return PolicyError(problems, exc.source)
 
 
 def validate_document(doc: dict[str, Any], path: Path | None = None) -> ValidPolicy:

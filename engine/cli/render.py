@@ -139,10 +139,7 @@ def print_problems(console: Console, source: str | None, problems: Sequence[Prob
     count = len(problems)
     console.print(f"{head}[bold red]{count} problem{'s' if count != 1 else ''}[/]", highlight=False)
     for problem in problems:
-        where = problem.pointer or "/"
-        if problem.line is not None:
-            where = f"line {problem.line}, column {problem.column}"
-        text = Text(f"  {where}: ", style="cyan")
+        text = Text(f"  {problem.where()}: ", style="cyan")
         text.append(problem.message)
         if problem.hint:
             text.append(f" ({problem.hint})", style="dim")

@@ -46,10 +46,10 @@ def test_validate_reports_every_problem_with_its_pointer_and_exits_2(cli, write_
     lines = result.stderr.strip().splitlines()
     assert lines[0] == f"{path}: 4 problems"
     assert lines[1:] == [
-        "  /steps/0/type: unknown step type 'core.valu' (did you mean 'core.value'?)",
-        "  /steps/1/depends_on/1: depends on unknown step 'zz'",
-        "  /steps/1/params/value/ref: ref to unknown step 'nope'",
-        "  /titel: unknown field 'titel' (did you mean 'title'?)",
+        "  /steps/0/type (line 7, column 7): unknown step type 'core.valu' (did you mean 'core.value'?)",
+        "  /steps/1/depends_on/1 (line 19, column 9): depends on unknown step 'zz'",
+        "  /steps/1/params/value/ref (line 14, column 11): ref to unknown step 'nope'",
+        "  /titel (line 23, column 3): unknown field 'titel' (did you mean 'title'?)",
     ]
 
 
@@ -134,7 +134,7 @@ def test_invalid_policy_on_run_exits_2_and_records_nothing(cli, write_policy, st
     path = write_policy(policy(step("a", "core.nope")))
     result = cli("run", str(path))
     assert result.returncode == 2
-    assert "/steps/0/type: unknown step type 'core.nope'" in result.stderr
+    assert "/steps/0/type (line 7, column 7): unknown step type 'core.nope'" in result.stderr
     assert not (state_dir / "engine.db").exists()
 
 
