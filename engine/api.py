@@ -164,6 +164,7 @@ async def resume_run(
     """Continue a FAILED, PARTIAL or CANCELLED run under the same id, keeping what succeeded."""
     store.mark_interrupted()
     row = require_run(store, run_id)
+    run_id = row["id"]  # the caller may have given a unique prefix
     status = RunState(row["status"])
     if status is RunState.SUCCESS:
         raise ResumeError(f"run {run_id} already succeeded: nothing to resume (start a new run with 'engine run')")
@@ -179,11 +180,15 @@ async def resume_run(
     else:
         stored_path = Path(row["policy_path"]) if row["policy_path"] else None
         valid = validate_document(json.loads(row["policy_json"]), stored_path)
+    # the run keeps its params; a param the (fixed) policy newly declares takes its default
+    stored = json.loads(row["params_json"])
+    params = check_params(valid.policy, {k: v for k, v in stored.items() if k in valid.policy.params})
     rows = {r["step_id"]: r for r in store.get_steps(run_id)}
     kept, resets = _plan_resume(valid, rows, store)
     attempt = row["attempt"] + 1
     new_rows = [r for r in _step_rows(valid) if r["step_id"] not in rows]
     removed = [sid for sid in rows if sid not in valid.position_of]
+    # everything that can fail has been checked: only now is the run claimed
     store.claim_resume(
         run_id,
         attempt,
@@ -193,7 +198,6 @@ async def resume_run(
         deletes=removed,
         positions={sid: i for sid, i in valid.position_of.items()},
     )
-    params = json.loads(row["params_json"])
     preview_dir = Path(row["preview_dir"]) if row["preview_dir"] else None
     setup = RunSetup(
         store=store,
@@ -300,7 +304,7 @@ def _step_rows(valid: ValidPolicy) -> list[dict[str, Any]]:
                 "position": position,
                 "phase": "main" if sid in valid.main_set else "on_failure",
                 "type": valid.step_types[sid].type,
-                "side_effects": valid.step_types[sid].side_effects,
+                "side_effects": valid.side_effects(sid),
                 "status": StepState.PENDING.value,
                 "attempts": 0,
                 "definition_hash": valid.definition_hashes[sid],

@@ -121,11 +121,18 @@ class Not(Condition):
         return not self.item.evaluate(ctx)
 
 
+def _equal(left: Any, right: Any) -> bool:
+    # JSON semantics: true is not 1 and false is not 0
+    if isinstance(left, bool) != isinstance(right, bool):
+        return False
+    return bool(left == right)
+
+
 def _compare(op: str, left: Any, right: Any) -> bool:
     if op == "eq":
-        return bool(left == right)
+        return _equal(left, right)
     if op == "ne":
-        return bool(left != right)
+        return not _equal(left, right)
     if op == "lt":
         return bool(left < right)
     if op == "le":
@@ -255,7 +262,7 @@ _SHAPES = 'use true/false, {"ref", "op", "value"}, {"all": [...]}, {"any": [...]
 
 
 def _suggest(word: str, choices: tuple[str, ...]) -> str | None:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
     return f"did you mean {match[0]!r}?" if match else None
 
 

@@ -19,7 +19,7 @@ _LOGGER_NAME = "engine"
 
 
 def _redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-    return {k: redact.redact(v) if isinstance(v, str) else v for k, v in event.items()}
+    return {k: redact.redact_value(v) for k, v in event.items()}
 
 
 _shared = [

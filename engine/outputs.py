@@ -41,7 +41,7 @@ def encode(value: Any, store: ArtifactStore, where: str = "output") -> Any:
     if isinstance(value, BaseModel):
         return encode(to_plain(value), store, where)
     if isinstance(value, dict):
-        return {str(k): encode(v, store, f"{where}.{k}") for k, v in value.items()}
+        return {redact.redact(str(k)): encode(v, store, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [encode(v, store, f"{where}.{i}") for i, v in enumerate(value)]
     if _is_dataframe(value):

@@ -68,12 +68,11 @@ def make_plan(valid: ValidPolicy, params: dict[str, Any], dry_run: bool = False)
         for number, layer in enumerate(phase_layers, start=1 + offset):
             for sid in layer:
                 spec = valid.spec(sid)
-                cls = valid.step_types[sid]
                 reason = _known_skip(valid, sid, ctx, skipped)
                 if reason is not None:
                     skipped[sid] = reason
                     action = "skip"
-                elif dry_run and cls.side_effects:
+                elif dry_run and valid.side_effects(sid):
                     action = "preview"
                 else:
                     action = "run"

@@ -131,6 +131,8 @@ class Runner:
         """Run the main steps, then on_failure steps if the run failed; commit the run's end."""
         self.log.info("run.started", attempt=self.setup.run_attempt, dry_run=self.setup.dry_run)
         self._task = asyncio.current_task()
+        for sid in self.setup.kept:  # a resume: show what is kept as it is
+            self._emit(sid)
         started = time.monotonic()
         try:
             await self._phase(self.valid.main_ids, deadline=self._deadline())
@@ -259,6 +261,12 @@ class Runner:
                 return f"upstream {dep!r} failed"
         return None
 
+    def _retries(self, spec: StepSpec) -> bool:
+        """A step retries under retry_then_fail, or when retry settings apply to it (its own or defaults.retry)."""
+        if effective_on_error(spec, self.policy.defaults) is OnError.retry_then_fail:
+            return True
+        return spec.retry is not None or self.policy.defaults.retry is not None
+
     def _on_error(self, sid: str) -> OnError:
         return effective_on_error(self.valid.spec(sid), self.policy.defaults)
 
@@ -314,7 +322,7 @@ class Runner:
             return self._end(sid, StepState.FAILED, clock, log, error=str(exc))
 
         retry = effective_retry(spec, self.policy.defaults)
-        max_attempts = retry.max_attempts if self._on_error(sid) is OnError.retry_then_fail else 1
+        max_attempts = retry.max_attempts if self._retries(spec) else 1
         while True:
             record.attempts += 1
             attempt_started = now()
@@ -363,10 +371,11 @@ class Runner:
             artifacts=self.artifacts,
             preview_dir=self.setup.preview_dir,
             policy_dir=self.valid.path.resolve().parent if self.valid.path else None,
+            pointer=where,
             _evaluate=lambda cond, at="": parse_condition(cond, at).evaluate(self.ctx),
         )
         step = cls()
-        previewing = self.setup.dry_run and cls.side_effects
+        previewing = self.setup.dry_run and cls.has_side_effects(params)
         timeout = effective_timeout(spec, self.policy.defaults)
         try:
             async with asyncio.timeout(timeout):
@@ -490,7 +499,8 @@ def _check_output(cls: type[Step], result: Any, where: str) -> Any:
 def _params_error(exc: ValidationError, base: str) -> str:
     parts = []
     for error in exc.errors():
-        parts.append(f"{pointers.from_loc(error['loc'], base)}: {error['msg']} (got {error.get('input')!r})")
+        got = redact.redact_value(error.get("input"))  # before repr, which would escape a secret
+        parts.append(f"{pointers.from_loc(error['loc'], base)}: {error['msg']} (got {got!r})")
     return "invalid params after resolving values: " + "; ".join(parts)
 
 

@@ -43,7 +43,7 @@ class RunState(StrEnum):
 
 _S = StepState
 STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
-    _S.PENDING: frozenset({_S.RUNNING, _S.SKIPPED, _S.FAILED, _S.PENDING}),
+    _S.PENDING: frozenset({_S.RUNNING, _S.SKIPPED, _S.PENDING}),
     _S.RUNNING: frozenset({_S.SUCCESS, _S.FAILED, _S.SKIPPED}),
     _S.SUCCESS: frozenset({_S.PENDING}),  # only when a resume re-runs a changed step
     _S.FAILED: frozenset({_S.PENDING}),

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from .errors import RegistryError
 
@@ -57,7 +57,8 @@ class StepContext:
     this run attempt), ``run`` (the ``ctx.run`` mapping), ``params`` (the run parameters),
     ``dry_run``, ``log`` (a structlog logger bound to run and step), ``artifacts`` (the
     content-addressed store), ``preview_dir`` (where a dry run writes previews),
-    ``policy_dir`` (the policy file's folder, for relative paths).
+    ``policy_dir`` (the policy file's folder, for relative paths), ``pointer`` (the step's
+    JSON pointer in the policy, e.g. ``/steps/3``, for error messages).
     """
 
     run_id: str
@@ -70,12 +71,16 @@ class StepContext:
     artifacts: ArtifactStore
     preview_dir: Path | None = None
     policy_dir: Path | None = None
+    pointer: str = ""
     _evaluate: Callable[[Any, str], bool] | None = field(default=None, repr=False)
 
     def evaluate(self, condition: Any, where: str = "") -> bool:
-        """Evaluate a condition (a ``ConditionValue`` param) against the run context."""
+        """Evaluate a condition (a ``ConditionValue`` param) against the run context.
+
+        ``where`` names it in error messages, e.g. ``f"{ctx.pointer}/params/condition"``.
+        """
         assert self._evaluate is not None
-        return self._evaluate(condition, where)
+        return self._evaluate(condition, where or self.pointer)
 
 
 class Step:
@@ -104,6 +109,18 @@ class Step:
             raise RegistryError(f"step type {type!r} ({_where(cls)}): Output must be a pydantic model")
         if getattr(cls, "run", None) is Step.run:
             raise RegistryError(f"step type {type!r} ({_where(cls)}) needs a 'run(self, params, ctx)' method")
+        if params.model_config.get("extra") is None and "Params" in cls.__dict__:
+            # unknown params are errors, as unknown fields are everywhere in a policy
+            cls.Params = builtins.type(
+                params.__name__,
+                (params,),
+                {
+                    "model_config": ConfigDict(extra="forbid"),
+                    "__module__": params.__module__,
+                    "__qualname__": params.__qualname__,
+                    "__doc__": params.__doc__,
+                },
+            )
         cls.type = type
         cls.aliases = tuple(aliases)
         cls.run_is_async = inspect.iscoroutinefunction(cls.run)
@@ -122,6 +139,16 @@ class Step:
             cached = frozenset(n for n, info in cls.Params.model_fields.items() if CONDITION_MARKER in info.metadata)
             cls._condition_fields = cached
         return cached
+
+    @classmethod
+    def has_side_effects(cls, params: Any) -> bool:
+        """Whether running with these (validated) params changes anything outside the run.
+
+        Defaults to the class's ``side_effects``; a step type whose params can make it read-only
+        (``core.shell`` with ``read_only: true``) overrides this. A dry run previews a step
+        exactly when this is true.
+        """
+        return cls.side_effects
 
     def run(self, params: Any, ctx: StepContext) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,18 @@ class Store:
     # -- schema ---------------------------------------------------------------------------
 
     def migrate(self) -> None:
+        """Apply missing migrations. Processes starting at once on a new state directory race
+        to create the tables; the loser sees them on its next try."""
+        for attempt in range(6):
+            try:
+                self._migrate_once()
+                return
+            except (sa.exc.OperationalError, sa.exc.IntegrityError):
+                if attempt == 5:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def _migrate_once(self) -> None:
         with self.engine.begin() as conn:
             schema_migrations.create(conn, checkfirst=True)
             done = {row[0] for row in conn.execute(sa.select(schema_migrations.c.version))}
@@ -314,7 +327,12 @@ class Store:
                 conn.execute(
                     step_runs.update()
                     .where(step_runs.c.run_id == run_id, step_runs.c.status == "RUNNING")
-                    .values(status="FAILED", error="interrupted: the engine process stopped", finished_at=stamp)
+                    .values(
+                        status="FAILED",
+                        error="interrupted: the engine process stopped",
+                        finished_at=stamp,
+                        attempts=step_runs.c.attempts + 1,  # the attempt that was under way
+                    )
                 )
                 conn.execute(
                     runs.update()

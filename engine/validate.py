@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from .policy import (
     sha256_of,
 )
 from .step import Step, registry
-from .values import RUN_FIELDS, SECRET_NAME, iter_expressions, parse_ref, template_names
+from .values import RUN_FIELDS, SECRET_NAME, iter_expressions, parse_ref, template_reads
 
 _STEP_ID_RE = __import__("re").compile(STEP_ID_PATTERN)
 _PARAM_RE = __import__("re").compile(PARAM_NAME_PATTERN)
@@ -79,6 +80,17 @@ class ValidPolicy:
     def definition_hashes(self) -> dict[str, str]:
         """Per step, SHA-256 of its definition as written (a resume re-runs steps whose hash changed)."""
         return {sid: sha256_of(raw) for sid, raw in zip(self.position_of, self.raw_steps, strict=True)}
+
+    def side_effects(self, step_id: str) -> bool:
+        """Whether the step has side effects, judged from its literal params when it can be."""
+        cls = self.step_types[step_id]
+        params = self.spec(step_id).params
+        if not cls.side_effects or any(True for _ in iter_expressions(params)):
+            return cls.side_effects
+        try:
+            return cls.has_side_effects(cls.Params.model_validate(params))
+        except ValidationError:
+            return cls.side_effects
 
     def __post_init__(self) -> None:
         self._specs = {s.id: s for s in self.policy.all_steps()}
@@ -227,19 +239,24 @@ class _Checker:
                     self.add(pointers.join(ptr, "default"), f"default {default!r} is not of type {decl['type']}")
 
     def _steps(self, key: str) -> list[tuple[str, dict[str, Any], str]]:
-        """(id, raw step, pointer) for each step with a usable id; the shape check reports the rest."""
+        """(id, raw step, pointer) for each step object. A step whose id is unusable (the shape
+        check reports it) is still checked, under its pointer as a stand-in id nothing can name."""
         raw_steps = self.doc.get(key)
         if not isinstance(raw_steps, list):
             return []
         out = []
         for i, raw in enumerate(raw_steps):
-            if isinstance(raw, dict) and isinstance(raw.get("id"), str) and _STEP_ID_RE.match(raw["id"]):
-                out.append((raw["id"], raw, f"/{key}/{i}"))
+            if isinstance(raw, dict):
+                sid = raw.get("id")
+                usable = isinstance(sid, str) and _STEP_ID_RE.match(sid)
+                out.append((sid if usable else f"/{key}/{i}", raw, f"/{key}/{i}"))
         return out
 
     def _check_unique(self, steps: list[tuple[str, dict[str, Any], str]]) -> None:
         first: dict[str, str] = {}
         for sid, _, ptr in steps:
+            if sid.startswith("/"):
+                continue  # a stand-in for an unusable id
             if sid in RESERVED_STEP_IDS:
                 self.add(pointers.join(ptr, "id"), f"step id {sid!r} is reserved", "choose another id")
             if sid in first:
@@ -266,7 +283,7 @@ class _Checker:
                     "main steps cannot use on_failure steps",
                 )
                 return
-            hint = _suggest(step_id, sorted(visible))
+            hint = _suggest(step_id, sorted(v for v in visible if not v.startswith("/")))
             self.add(where, f"{what} unknown step {step_id!r}", hint)
 
         depends_on = raw.get("depends_on")
@@ -330,64 +347,84 @@ class _Checker:
                         "name an environment variable, e.g. SMTP_PASSWORD",
                     )
 
-    def _check_ref(self, text: Any, where: str, phase: str, need: Any) -> None:
+    def _check_ref(self, text: Any, where: str, phase: str, need: Any, label: str | None = None) -> None:
         try:
             path = parse_ref(text)
         except ValueError as exc:
             self.add(where, str(exc))
             return
+        label = label or f"ref {text!r}"
         root = path[0]
         if root == "params":
             if len(path) > 1 and path[1] not in self.declared_params:
                 hint = _suggest(path[1], sorted(self.declared_params)) or "declare it under the policy's 'params'"
-                self.add(where, f"ref {text!r}: unknown parameter {path[1]!r}", hint)
+                self.add(where, f"{label}: unknown parameter {path[1]!r}", hint)
         elif root == "run":
             if len(path) > 1:
                 if path[1] not in RUN_FIELDS:
-                    self.add(
-                        where, f"ref {text!r}: ctx.run has no {path[1]!r}", f"ctx.run has: {', '.join(RUN_FIELDS)}"
-                    )
+                    self.add(where, f"{label}: ctx.run has no {path[1]!r}", f"ctx.run has: {', '.join(RUN_FIELDS)}")
                 elif path[1] in ("error", "failed_steps") and phase != "on_failure":
-                    self.add(where, f"ref {text!r}: ctx.run.{path[1]} is only set in on_failure steps")
+                    self.add(where, f"{label}: ctx.run.{path[1]} is only set in on_failure steps")
         else:
             before = len(self.problems)
             need(root, where, "ref to")
             if len(self.problems) == before and len(path) > 1:
-                self._check_output_field(root, path[1:], text, where)
+                self._check_output_field(root, path[1:], label, where)
 
-    def _check_output_field(self, step_id: str, path: tuple[str, ...], text: str, where: str) -> None:
+    def _check_output_field(self, step_id: str, path: tuple[str, ...], label: str, where: str) -> None:
+        """Walk ``path`` through the step type's declared Output model: fields of models, indexes
+        of lists, keys of dicts. Anything typed more loosely (Any, unions) is not checked further."""
         step_type = self.types.get(step_id)
-        model: Any = step_type.Output if step_type else None
-        for segment in path:
-            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        current: Any = step_type.Output if step_type else None
+        kind = step_type.type if step_type else "?"
+        for depth, segment in enumerate(path):
+            current = _strip_optional(current)
+            origin = typing.get_origin(current)
+            if isinstance(current, type) and issubclass(current, BaseModel):
+                current.model_rebuild(raise_errors=False)  # resolve forward references once
+                fields = {info.alias or name: info for name, info in current.model_fields.items()}
+                if segment not in fields:
+                    hint = _suggest(segment, sorted(fields)) or f"it has: {', '.join(sorted(fields))}"
+                    at = "" if depth == 0 else f" at {'.'.join(path[:depth])}"
+                    self.add(where, f"{label}: step {step_id!r} ({kind}) has no output field {segment!r}{at}", hint)
+                    return
+                current = fields[segment].annotation
+            elif origin in (list, tuple) and typing.get_args(current):
+                if not segment.lstrip("-").isdigit():
+                    at = ".".join(path[:depth])
+                    self.add(where, f"{label}: {at} of step {step_id!r} is a list; use an index, not {segment!r}")
+                    return
+                current = typing.get_args(current)[0]
+            elif origin is dict and len(typing.get_args(current)) == 2:
+                current = typing.get_args(current)[1]
+            else:
                 return
-            fields = {info.alias or name: info for name, info in model.model_fields.items()}
-            if segment not in fields:
-                hint = _suggest(segment, sorted(fields)) or f"its output has: {', '.join(sorted(fields))}"
-                kind = step_type.type if step_type else "?"
-                self.add(where, f"ref {text!r}: step {step_id!r} ({kind}) has no output field {segment!r}", hint)
-                return
-            model = _unwrap_model(fields[segment].annotation)
 
     def _check_template(self, source: Any, where: str, phase: str, need: Any) -> None:
         if not isinstance(source, str):
             self.add(where, "a template must be a string")
             return
         try:
-            names = template_names(source)
+            names, fields = template_reads(source)
         except Exception as exc:  # jinja2.TemplateSyntaxError
             line = getattr(exc, "lineno", None)
             self.add(
                 where, f"template syntax error{f' on line {line}' if line else ''}: {getattr(exc, 'message', exc)}"
             )
             return
+        known = {"params", "run"} | self.main_ids | self.failure_ids
+        for root, field_name in sorted(fields):
+            if root in names and root in known:
+                # the same checks as a ref: declared params, known run fields, declared outputs
+                path = f"{root}.{field_name}"
+                self._check_ref(f"ctx.{path}", where, phase, need, label=f"template reads {path}")
         for name in sorted(names):
             if name in ("params", "run"):
                 continue
             if name in self.main_ids or name in self.failure_ids:
                 need(name, where, "template uses")
             else:
-                choices = sorted({"params", "run", *self.main_ids})
+                choices = sorted({"params", "run", *(s for s in self.main_ids if not s.startswith("/"))})
                 hint = _suggest(name, choices) or "templates can use params, run and step ids (without 'ctx.')"
                 self.add(where, f"template uses unknown name {name!r}", hint)
 
@@ -401,16 +438,18 @@ class _Checker:
         return cond
 
 
-def _unwrap_model(annotation: Any) -> Any:
-    """The pydantic model inside ``X | None``, or the annotation itself."""
-    if isinstance(annotation, type):
-        return annotation
-    models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-    return models[0] if len(models) == 1 else None
+def _strip_optional(annotation: Any) -> Any:
+    """``X | None`` -> ``X``; other annotations unchanged."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
 
 
 def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
     return f"did you mean {match[0]!r}?" if match else None
 
 

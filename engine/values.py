@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from . import pointers, redact
@@ -177,7 +177,7 @@ class RunContext:
 
 # -- templates ---------------------------------------------------------------------------
 
-_env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 @lru_cache(maxsize=4096)
@@ -187,7 +187,24 @@ def _compile(source: str) -> jinja2.Template:
 
 def template_names(source: str) -> set[str]:
     """Top-level names a template reads (``params``, ``run`` and step ids). Raises TemplateSyntaxError."""
-    return set(meta.find_undeclared_variables(_env.parse(source)))
+    return template_reads(source)[0]
+
+
+def template_reads(source: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """The top-level names a template reads, and each ``name.field`` / ``name["field"]`` it reads.
+
+    Raises ``jinja2.TemplateSyntaxError``.
+    """
+    tree = _env.parse(source)
+    fields: set[tuple[str, str]] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if not isinstance(node.node, nodes.Name):
+            continue
+        if isinstance(node, nodes.Getattr):
+            fields.add((node.node.name, node.attr))
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            fields.add((node.node.name, node.arg.value))
+    return set(meta.find_undeclared_variables(tree)), fields
 
 
 def render_template(source: str, ctx: RunContext, where: str = "") -> str:

@@ -45,7 +45,7 @@ class Assert(Step, type="core.assert", aliases=("assert",)):
         passed: bool = Field(description="Always true: a false condition fails the step.")
 
     async def run(self, params: Params, ctx: StepContext) -> Output:
-        if not ctx.evaluate(params.condition, f"/steps/{ctx.step_id}/params/condition"):
+        if not ctx.evaluate(params.condition, f"{ctx.pointer}/params/condition"):
             raise StepError(params.message, retryable=False)
         return self.Output(passed=True)
 
@@ -54,7 +54,8 @@ class Shell(Step, type="core.shell", aliases=("shell",)):
     """Run a program (``argv``, never a shell string) and capture its output.
 
     A non-zero exit code fails the step. With ``parse_json`` the step's ``json`` output is
-    the parsed standard output. This step has side effects: a dry run previews it instead.
+    the parsed standard output. This step has side effects: a dry run previews it instead,
+    unless ``read_only`` says the command only reads and prints.
     """
 
     side_effects = True
@@ -65,6 +66,11 @@ class Shell(Step, type="core.shell", aliases=("shell",)):
         cwd: str | None = Field(None, description="Working directory; relative to the policy file's folder.")
         env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
         parse_json: bool = Field(False, description="Parse standard output as JSON into 'json'.")
+        read_only: bool = Field(
+            False,
+            description="The command changes nothing outside the run (it only reads and prints): "
+            "a dry run executes it instead of previewing it.",
+        )
 
     class Output(BaseModel):
         exit_code: int
@@ -73,8 +79,14 @@ class Shell(Step, type="core.shell", aliases=("shell",)):
         json_: Any = Field(None, alias="json", description="Parsed standard output when parse_json is true.")
         truncated: bool = Field(False, description="True when stdout or stderr was cut.")
 
+    @classmethod
+    def has_side_effects(cls, params: Any) -> bool:
+        return not params.read_only
+
     async def run(self, params: Params, ctx: StepContext) -> Output:
         cwd = self._cwd(params, ctx)
+        if cwd is not None and not cwd.is_dir():
+            raise StepError(f"cwd {str(cwd)!r} is not a folder (at {ctx.pointer}/params/cwd)", retryable=False)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *params.argv,

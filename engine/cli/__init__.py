@@ -53,13 +53,17 @@ def main(argv: list[str] | None = None) -> NoReturn:
         stderr.print("aborted")
         code = 1
     except EngineError as exc:
-        _report(exc)
+        _report(exc, as_json="--json" in (argv if argv is not None else sys.argv[1:]))
         code = exc.exit_code
     sys.exit(code or 0)
 
 
-def _report(exc: EngineError) -> None:
-    if isinstance(exc, PolicyError):
+def _report(exc: EngineError, as_json: bool = False) -> None:
+    if as_json:  # whoever asked for JSON gets JSON, errors included
+        problems = [p.to_dict() for p in exc.problems] if isinstance(exc, PolicyError) else []
+        status = "INVALID" if isinstance(exc, PolicyError) else "ERROR"
+        _dump({"status": status, "error": str(exc), "error_type": type(exc).__name__, "problems": problems})
+    elif isinstance(exc, PolicyError):
         render.print_problems(stderr, exc.source, exc.problems)
     else:
         stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
@@ -165,8 +169,9 @@ def plan(policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...]) -> None
         )
         click.echo(text, nl=False)
         return
+    main_layers = len({s.layer for s in result.steps if s.phase == "main"})
     stdout.print(
-        f"policy {valid.id}: {len(valid.main_ids)} steps in {len(result.layers)} layers "
+        f"policy {valid.id}: {len(valid.main_ids)} steps in {main_layers} layers "
         f"(max_concurrency {result.max_concurrency}){' - dry run' if dry_run else ''}"
     )
     current = None
@@ -214,15 +219,9 @@ def run(
     ctx: click.Context, policy: Path, dry_run: bool, params: tuple[str, ...], as_json: bool, state_dir: Path | None
 ) -> None:
     """Run a policy."""
-    try:
-        valid = validate_file(policy)
-        strings = _param_strings(params)
-        run_params(valid, strings)  # bad params are exit 2, before anything is recorded
-    except PolicyError as exc:
-        if not as_json:
-            raise
-        _dump({"status": "INVALID", "policy": str(policy), "problems": [p.to_dict() for p in exc.problems]})
-        raise click.exceptions.Exit(2) from None
+    valid = validate_file(policy)
+    strings = _param_strings(params)
+    run_params(valid, strings)  # bad params are exit 2, before anything is recorded
     store = _store(ctx, state_dir)
 
     async def go(observer: Any, on_runner: Any) -> RunResult:
@@ -319,7 +318,7 @@ def runs(
             }
         )
     else:
-        render.print_runs(stdout, rows)
+        render.print_runs(stdout, rows, filtered=bool(policy_id or status))
 
 
 @cli.command()

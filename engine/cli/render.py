@@ -146,9 +146,9 @@ def print_problems(console: Console, source: str | None, problems: Sequence[Prob
         console.print(text)
 
 
-def print_runs(console: Console, rows: list[dict[str, Any]]) -> None:
+def print_runs(console: Console, rows: list[dict[str, Any]], filtered: bool = False) -> None:
     if not rows:
-        console.print("no runs yet")
+        console.print("no runs match these filters" if filtered else "no runs yet")
         return
     table = Table(expand=False)
     for column in ("run id", "policy", "status", "attempt", "trigger", "started", "finished"):
