@@ -218,7 +218,7 @@ class ConditionParser:
         left = self._ref(raw.get("ref"), pointers.join(pointer, "ref"), required=True)
         op = raw.get("op")
         if op not in OPS:
-            hint = _suggest(str(op), OPS) or "ops: " + " ".join(OPS)
+            hint = (_suggest(op, OPS) if isinstance(op, str) else None) or "ops: " + " ".join(OPS)
             self._fail(pointers.join(pointer, "op"), f"unknown op {op!r}" if op else "missing 'op'", hint)
             ok = False
         right: Any = None
@@ -262,7 +262,7 @@ _SHAPES = 'use true/false, {"ref", "op", "value"}, {"all": [...]}, {"any": [...]
 
 
 def _suggest(word: str, choices: tuple[str, ...]) -> str | None:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.65)
     return f"did you mean {match[0]!r}?" if match else None
 
 

@@ -384,9 +384,9 @@ class _Checker:
                 current.model_rebuild(raise_errors=False)  # resolve forward references once
                 fields = {info.alias or name: info for name, info in current.model_fields.items()}
                 if segment not in fields:
-                    hint = _suggest(segment, sorted(fields)) or f"it has: {', '.join(sorted(fields))}"
-                    at = "" if depth == 0 else f" at {'.'.join(path[:depth])}"
-                    self.add(where, f"{label}: step {step_id!r} ({kind}) has no output field {segment!r}{at}", hint)
+                    owner = "its output" if depth == 0 else ".".join(path[:depth])
+                    hint = _suggest(segment, sorted(fields)) or f"{owner} has: {', '.join(sorted(fields))}"
+                    self.add(where, f"{label}: step {step_id!r} ({kind}) has no output field {segment!r}", hint)
                     return
                 current = fields[segment].annotation
             elif origin in (list, tuple) and typing.get_args(current):
@@ -449,7 +449,7 @@ def _strip_optional(annotation: Any) -> Any:
 
 
 def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.65)
     return f"did you mean {match[0]!r}?" if match else None
 
 

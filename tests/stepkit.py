@@ -155,3 +155,108 @@ class Echo(Step, type="test.echo"):
         if params.text.startswith("fail:"):
             raise StepError(f"failed with {params.text}")
         return {"text": params.text}
+
+
+# -- added for tests/engine -------------------------------------------------------------------
+
+
+class FrameStats(Step, type="test.frame_stats"):
+    """Summarise a DataFrame param (proves a resumed run gets a real DataFrame back)."""
+
+    class Params(BaseModel):
+        frame: Any
+
+    async def run(self, params: Params, ctx: StepContext) -> dict[str, Any]:
+        frame = params.frame
+        return {"type": type(frame).__name__, "rows": len(frame), "sq_sum": int(frame["sq"].sum())}
+
+
+class RawEffect(Step, type="test.raw_effect"):
+    """A side effect without a ``preview`` method: a dry run shows the engine's default preview."""
+
+    side_effects = True
+
+    class Params(BaseModel):
+        path: str
+        token: str = ""
+
+    def run(self, params: Params, ctx: StepContext) -> dict[str, str]:
+        Path(params.path).write_text(params.token, encoding="utf-8")
+        return {"written": params.path}
+
+
+class NestedLog(Step, type="test.nested_log"):
+    """Put ``text`` inside nested log fields and/or use it as a key of the output."""
+
+    class Params(BaseModel):
+        text: str
+        log_nested: bool = False
+        as_key: bool = False
+
+    async def run(self, params: Params, ctx: StepContext) -> dict[str, Any]:
+        if params.log_nested:
+            ctx.log.info("nested", data={"text": params.text}, items=[params.text])
+        return {"keys": {params.text: True}} if params.as_key else {"ok": True}
+
+
+class Unstorable(Step, type="test.unstorable"):
+    """Return a value the output store cannot hold."""
+
+    class Params(BaseModel):
+        pass
+
+    async def run(self, params: Params, ctx: StepContext) -> dict[str, Any]:
+        return {"thing": object()}
+
+
+class BadTyped(Step, type="test.bad_typed"):
+    """Declare an Output model and return something that does not match it."""
+
+    class Params(BaseModel):
+        pass
+
+    class Output(BaseModel):
+        count: int
+
+    async def run(self, params: Params, ctx: StepContext) -> dict[str, Any]:
+        return {"count": "many"}
+
+
+class Info(Step, type="test.info"):
+    """Return what the step sees of its context."""
+
+    class Params(BaseModel):
+        pass
+
+    async def run(self, params: Params, ctx: StepContext) -> dict[str, Any]:
+        return {
+            "run_id": ctx.run_id,
+            "step_id": ctx.step_id,
+            "attempt": ctx.attempt,
+            "dry_run": ctx.dry_run,
+            "run": dict(ctx.run),
+            "params": dict(ctx.params),
+        }
+
+
+class AttemptAware(Step, type="test.attempt"):
+    """Fail until ``ctx.attempt`` reaches ``succeed_on``; return the step and run attempt numbers."""
+
+    class Params(BaseModel):
+        succeed_on: int = 1
+
+    async def run(self, params: Params, ctx: StepContext) -> dict[str, int]:
+        if ctx.attempt < params.succeed_on:
+            raise StepError(f"attempt {ctx.attempt} is too early")
+        return {"attempt": ctx.attempt, "run_attempt": ctx.run["attempt"]}
+
+
+class Artifact(Step, type="test.artifact"):
+    """Store ``text`` as a file artifact through ``ctx.artifacts`` and return its reference."""
+
+    class Params(BaseModel):
+        text: str
+        name: str = "report.html"
+
+    async def run(self, params: Params, ctx: StepContext) -> Any:
+        return ctx.artifacts.put_bytes(params.text.encode(), "text/html", name=params.name)

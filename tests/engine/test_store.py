@@ -1,0 +1,170 @@
+"""engine.store: run state in SQLite through SQLAlchemy Core (issue #3 §7)."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from engine import store as store_module
+from engine.store import Store
+from tests.conftest import policy
+
+
+def sql(db: Path, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(db)) as conn:
+        return conn.execute(query, args).fetchall()
+
+
+def columns(db: Path, table: str) -> set[str]:
+    return {row[1] for row in sql(db, f"PRAGMA table_info({table})")}
+
+
+def test_state_dir_holds_the_database(store, state_dir):
+    assert (state_dir / "engine.db").is_file()
+    assert store.state_dir == state_dir
+
+
+def test_tables_have_the_columns_the_issue_lists(store, state_dir):
+    db = state_dir / "engine.db"
+    assert {r[0] for r in sql(db, "SELECT name FROM sqlite_master WHERE type = 'table'")} >= {
+        "runs", "step_runs", "step_attempts", "schema_migrations"}
+    assert columns(db, "runs") >= {"id", "policy_id", "policy_hash", "policy_json", "params_json", "status", "dry_run",
+                                   "trigger", "attempt", "started_at", "finished_at", "error"}
+    assert columns(db, "step_runs") >= {"run_id", "step_id", "status", "attempts", "started_at", "finished_at",
+                                        "duration_s", "output_json", "output_hash", "definition_hash", "error",
+                                        "skip_reason"}
+    assert columns(db, "step_attempts") >= {"run_id", "step_id", "run_attempt", "attempt", "status", "started_at",
+                                            "finished_at", "error"}
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(store, state_dir):
+    assert sql(state_dir / "engine.db", "PRAGMA journal_mode") == [("wal",)]
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_migrations_are_versioned_and_idempotent(state_dir):
+    first = Store(state_dir)
+    first.migrate()
+    first.close()
+    second = Store(state_dir)
+    try:
+        assert second.schema_version() == max(v for v, _ in store_module.MIGRATIONS)
+    finally:
+        second.close()
+    rows = sql(state_dir / "engine.db", "SELECT version FROM schema_migrations ORDER BY version")
+    assert rows == [(v,) for v, _ in store_module.MIGRATIONS]
+
+
+def test_reopening_keeps_recorded_runs(run, state_dir):
+    result = run(policy({"id": "a", "type": "core.value", "params": {"value": 1}}))
+    again = Store(state_dir)
+    try:
+        assert again.get_run(result.run_id)["status"] == "SUCCESS"
+        assert [s["status"] for s in again.get_steps(result.run_id)] == ["SUCCESS"]
+    finally:
+        again.close()
+
+
+def test_tables_are_dialect_neutral():
+    """Nothing SQLite-specific: the same tables compile for PostgreSQL (ENGINE_DB_URL later)."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateTable
+
+    for table in store_module.metadata.sorted_tables:
+        for column in table.columns:
+            assert type(column.type).__module__.startswith("sqlalchemy.sql"), (table.name, column.name)
+        ddl = str(CreateTable(table).compile(dialect=postgresql.dialect()))
+        assert ddl.startswith(f"\nCREATE TABLE {table.name}")
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        pytest.param("argument", "given", id="argument"),
+        pytest.param("env", "from_env", id="ENGINE_STATE_DIR"),
+        pytest.param("default", ".engine", id="default-dot-engine"),
+    ],
+)
+def test_store_open_finds_the_state_dir(tmp_path, monkeypatch, how, expected):
+    monkeypatch.chdir(tmp_path)
+    if how == "env":
+        monkeypatch.setenv("ENGINE_STATE_DIR", str(tmp_path / "from_env"))
+    opened = Store.open(tmp_path / "given" if how == "argument" else None)
+    try:
+        assert opened.state_dir.resolve() == (tmp_path / expected).resolve()
+        assert (tmp_path / expected / "engine.db").is_file()
+    finally:
+        opened.close()
+
+
+def test_engine_db_url_replaces_the_sqlite_file(tmp_path, monkeypatch):
+    other = tmp_path / "elsewhere.db"
+    monkeypatch.setenv("ENGINE_DB_URL", f"sqlite:///{other}")
+    opened = Store.open(tmp_path / "state")
+    try:
+        assert opened.engine.url.database == str(other)
+    finally:
+        opened.close()
+    assert other.is_file()
+    assert not (tmp_path / "state" / "engine.db").exists()
+    assert "runs" in {r[0] for r in sql(other, "SELECT name FROM sqlite_master")}
+
+
+def _add_run(store: Store, run_id: str, policy_id: str, status: str, started_at: str) -> None:
+    store.create_run(
+        {"id": run_id, "policy_id": policy_id, "policy_hash": "h", "policy_json": "{}", "params_json": "{}",
+         "status": status, "dry_run": False, "trigger": "manual", "attempt": 1, "started_at": started_at},
+        [{"step_id": "s", "position": 0, "phase": "main", "type": "core.value", "side_effects": False,
+          "status": "PENDING", "attempts": 0, "definition_hash": "d"}],
+    )
+
+
+def test_list_and_find_runs(store):
+    _add_run(store, "20240101T000000-aaaaaa", "sales", "SUCCESS", "2024-01-01T00:00:00")
+    _add_run(store, "20240102T000000-bbbbbb", "sales", "FAILED", "2024-01-02T00:00:00")
+    _add_run(store, "20240103T000000-cccccc", "stock", "FAILED", "2024-01-03T00:00:00")
+    assert [r["id"][-6:] for r in store.list_runs()] == ["cccccc", "bbbbbb", "aaaaaa"]  # newest first
+    assert [r["id"][-6:] for r in store.list_runs(policy_id="sales")] == ["bbbbbb", "aaaaaa"]
+    assert [r["id"][-6:] for r in store.list_runs(status="failed")] == ["cccccc", "bbbbbb"]
+    assert [r["id"][-6:] for r in store.list_runs(limit=1)] == ["cccccc"]
+    assert store.find_runs("20240102") == ["20240102T000000-bbbbbb"]
+    assert sorted(store.find_runs("2024010")) == ["20240101T000000-aaaaaa", "20240102T000000-bbbbbb",
+                                                   "20240103T000000-cccccc"]
+    assert store.get_run("nope") is None
+
+
+def test_deleting_a_run_deletes_its_steps(store, state_dir):
+    _add_run(store, "r1", "p", "SUCCESS", "2024-01-01")
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(store_module.runs).where(store_module.runs.c.id == "r1"))
+    assert store.get_steps("r1") == []
+
+
+def test_another_connection_sees_the_running_state(store, state_dir, tmp_path):
+    """The WAL database can be read by another connection while the engine writes it."""
+    import asyncio
+    import json
+
+    from engine.api import run_policy
+
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(policy({"id": "a", "type": "test.sleep", "params": {"seconds": 0.3}})))
+    seen: list[tuple[Any, ...]] = []
+
+    async def watch_while_running() -> None:
+        task = asyncio.create_task(run_policy(path, store=store))
+        await asyncio.sleep(0.15)
+        seen.extend(sql(state_dir / "engine.db", "SELECT r.status, s.status FROM runs r JOIN step_runs s "
+                                                 "ON s.run_id = r.id"))
+        await task
+
+    asyncio.run(watch_while_running())
+    assert seen == [("RUNNING", "RUNNING")]
+    assert sql(state_dir / "engine.db", "SELECT status FROM step_runs") == [("SUCCESS",)]
