@@ -18,8 +18,16 @@ def ctx():
     from engine.values import RunContext
 
     context = RunContext(
-        {"n": 3, "s": "abc", "items": [1, 2], "none": None, "empty_list": [], "empty_str": "", "empty_obj": {},
-         "obj": {"k": 1}},
+        {
+            "n": 3,
+            "s": "abc",
+            "items": [1, 2],
+            "none": None,
+            "empty_list": [],
+            "empty_str": "",
+            "empty_obj": {},
+            "obj": {"k": 1},
+        },
         {"id": "r1"},
     )
     context.set_output("check", {"count": 0, "limit": 5, "tags": ["a", "b"]})
@@ -27,7 +35,11 @@ def ctx():
     return context
 
 
-def cmp(ref: str, op: str, value: Any = ..., ) -> dict[str, Any]:
+def cmp(
+    ref: str,
+    op: str,
+    value: Any = ...,
+) -> dict[str, Any]:
     cond: dict[str, Any] = {"ref": ref, "op": op}
     if value is not ...:
         cond["value"] = value
@@ -134,26 +146,53 @@ def test_all_and_any_stop_at_the_first_decisive_item(ctx):
 @pytest.mark.parametrize(
     ("cond", "message"),
     [
-        pytest.param(cmp("ctx.params.missing", "eq", 1), "condition at /steps/0/skip_if: ref ctx.params.missing not "
-                     "found (use op 'exists' or 'is_empty' to test for a path that may be missing)", id="missing-left"),
-        pytest.param(cmp("ctx.check.tags.7", "ne", 1), "condition at /steps/0/skip_if: ref ctx.check.tags.7 not "
-                     "found (use op 'exists' or 'is_empty' to test for a path that may be missing)", id="missing-index"),
-        pytest.param(cmp("ctx.params.n", "lt", {"ref": "ctx.check.nope"}),
-                     "condition at /steps/0/skip_if: ref ctx.check.nope (the value) not found", id="missing-right"),
-        pytest.param(cmp("ctx.params.n", "lt", "x"),
-                     "condition at /steps/0/skip_if: cannot apply 'lt' to int 3 and str 'x'", id="lt-int-str"),
-        pytest.param(cmp("ctx.params.none", "gt", 1),
-                     "condition at /steps/0/skip_if: cannot apply 'gt' to NoneType None and int 1", id="gt-null"),
-        pytest.param(cmp("ctx.params.n", "in", 5),
-                     "condition at /steps/0/skip_if: cannot apply 'in' to int 3 and int 5", id="in-not-container"),
-        pytest.param(cmp("ctx.params.n", "contains", 1),
-                     "condition at /steps/0/skip_if: cannot apply 'contains' to int 3 and int 1", id="contains-int"),
-        pytest.param(cmp("ctx.params.s", "contains", 1),
-                     "condition at /steps/0/skip_if: cannot apply 'contains' to str 'abc' and int 1",
-                     id="contains-str-int"),
-        pytest.param(cmp("ctx.params.n", "ge", "y" * 50),
-                     "condition at /steps/0/skip_if: cannot apply 'ge' to int 3 and str '" + "y" * 36 + "...",
-                     id="long-value-shortened"),
+        pytest.param(
+            cmp("ctx.params.missing", "eq", 1),
+            "condition at /steps/0/skip_if: ref ctx.params.missing not "
+            "found (use op 'exists' or 'is_empty' to test for a path that may be missing)",
+            id="missing-left",
+        ),
+        pytest.param(
+            cmp("ctx.check.tags.7", "ne", 1),
+            "condition at /steps/0/skip_if: ref ctx.check.tags.7 not "
+            "found (use op 'exists' or 'is_empty' to test for a path that may be missing)",
+            id="missing-index",
+        ),
+        pytest.param(
+            cmp("ctx.params.n", "lt", {"ref": "ctx.check.nope"}),
+            "condition at /steps/0/skip_if: ref ctx.check.nope (the value) not found",
+            id="missing-right",
+        ),
+        pytest.param(
+            cmp("ctx.params.n", "lt", "x"),
+            "condition at /steps/0/skip_if: cannot apply 'lt' to int 3 and str 'x'",
+            id="lt-int-str",
+        ),
+        pytest.param(
+            cmp("ctx.params.none", "gt", 1),
+            "condition at /steps/0/skip_if: cannot apply 'gt' to NoneType None and int 1",
+            id="gt-null",
+        ),
+        pytest.param(
+            cmp("ctx.params.n", "in", 5),
+            "condition at /steps/0/skip_if: cannot apply 'in' to int 3 and int 5",
+            id="in-not-container",
+        ),
+        pytest.param(
+            cmp("ctx.params.n", "contains", 1),
+            "condition at /steps/0/skip_if: cannot apply 'contains' to int 3 and int 1",
+            id="contains-int",
+        ),
+        pytest.param(
+            cmp("ctx.params.s", "contains", 1),
+            "condition at /steps/0/skip_if: cannot apply 'contains' to str 'abc' and int 1",
+            id="contains-str-int",
+        ),
+        pytest.param(
+            cmp("ctx.params.n", "ge", "y" * 50),
+            "condition at /steps/0/skip_if: cannot apply 'ge' to int 3 and str '" + "y" * 36 + "...",
+            id="long-value-shortened",
+        ),
     ],
 )
 def test_evaluation_errors(ctx, cond, message):
@@ -184,55 +223,98 @@ SHAPES = 'use true/false, {"ref", "op", "value"}, {"all": [...]}, {"any": [...]}
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        pytest.param(None, [("/steps/0/skip_if", "a condition must be an object or true/false, not null", None)],
-                     id="null"),
-        pytest.param(1, [("/steps/0/skip_if", "a condition must be an object or true/false, not a number", None)],
-                     id="number"),
-        pytest.param("true", [("/steps/0/skip_if", "a condition must be an object or true/false, not a string", None)],
-                     id="string-true"),
-        pytest.param([True], [("/steps/0/skip_if", "a condition must be an object or true/false, not a list", None)],
-                     id="list"),
+        pytest.param(
+            None, [("/steps/0/skip_if", "a condition must be an object or true/false, not null", None)], id="null"
+        ),
+        pytest.param(
+            1, [("/steps/0/skip_if", "a condition must be an object or true/false, not a number", None)], id="number"
+        ),
+        pytest.param(
+            "true",
+            [("/steps/0/skip_if", "a condition must be an object or true/false, not a string", None)],
+            id="string-true",
+        ),
+        pytest.param(
+            [True], [("/steps/0/skip_if", "a condition must be an object or true/false, not a list", None)], id="list"
+        ),
         pytest.param({}, [("/steps/0/skip_if", "not a condition (keys: none)", SHAPES)], id="empty-object"),
-        pytest.param({"al": [True]}, [("/steps/0/skip_if", "not a condition (keys: 'al')", "did you mean 'all'?")],
-                     id="near-all"),
-        pytest.param({"all": []}, [("/steps/0/skip_if/all", "'all' takes a non-empty list of conditions", None)],
-                     id="all-empty"),
-        pytest.param({"any": True}, [("/steps/0/skip_if/any", "'any' takes a non-empty list of conditions", None)],
-                     id="any-not-list"),
-        pytest.param({"all": [True], "any": [True]},
-                     [("/steps/0/skip_if", "'all' takes no other keys (found 'any')", None)], id="all-and-any"),
-        pytest.param({"not": True, "x": 1},
-                     [("/steps/0/skip_if", "'not' takes no other keys", 'write {"not": CONDITION}')], id="not-extra"),
-        pytest.param({"not": "x"},
-                     [("/steps/0/skip_if/not", "a condition must be an object or true/false, not a string", None)],
-                     id="not-bad-inner"),
-        pytest.param(cmp("ctx.a", "eq"),
-                     [("/steps/0/skip_if", "op 'eq' needs a 'value' (a literal or {\"ref\": ...})", None)],
-                     id="value-missing"),
-        pytest.param(cmp("ctx.a", "exists", 1), [("/steps/0/skip_if/value", "op 'exists' takes no 'value'", None)],
-                     id="unary-with-value"),
-        pytest.param(cmp("ctx.a", "equals", 1), [("/steps/0/skip_if/op", "unknown op 'equals'", OPS_HINT)],
-                     id="unknown-op"),
-        pytest.param(cmp("ctx.a", "not_emtpy"),
-                     [("/steps/0/skip_if/op", "unknown op 'not_emtpy'", "did you mean 'not_empty'?")], id="near-op"),
-        pytest.param({"op": "eq", "value": 1},
-                     [("/steps/0/skip_if/ref", "missing 'ref'", 'a comparison starts with {"ref": "ctx.step.field", ...}')],
-                     id="ref-missing"),
-        pytest.param(cmp("x.y", "eq", 1),
-                     [("/steps/0/skip_if/ref", "ref 'x.y' must start with 'ctx.' (e.g. 'ctx.x.y')", None)], id="bad-ref"),
-        pytest.param(cmp("ctx.a", "eq", {"ref": "a.b"}),
-                     [("/steps/0/skip_if/value/ref", "ref 'a.b' must start with 'ctx.' (e.g. 'ctx.a.b')", None)],
-                     id="bad-right-ref"),
-        pytest.param(cmp("ctx.a", "eq", {"template": "{{ x }}"}),
-                     [("/steps/0/skip_if/value", 'a condition value is a literal or a {"ref": ...}', None)],
-                     id="template-on-right"),
-        pytest.param({"ref": "ctx.a", "op": "eq", "value": 1, "vlaue": 2},
-                     [("/steps/0/skip_if/vlaue", "unknown key 'vlaue' in a comparison", "did you mean 'value'?")],
-                     id="unknown-key"),
-        pytest.param({"any": [cmp("ctx.a", "bad"), {"nt": True}, True]},
-                     [("/steps/0/skip_if/any/0/op", "unknown op 'bad'", OPS_HINT),
-                      ("/steps/0/skip_if/any/1", "not a condition (keys: 'nt')", "did you mean 'not'?")],
-                     id="every-problem-in-a-list"),
+        pytest.param(
+            {"al": [True]}, [("/steps/0/skip_if", "not a condition (keys: 'al')", "did you mean 'all'?")], id="near-all"
+        ),
+        pytest.param(
+            {"all": []}, [("/steps/0/skip_if/all", "'all' takes a non-empty list of conditions", None)], id="all-empty"
+        ),
+        pytest.param(
+            {"any": True},
+            [("/steps/0/skip_if/any", "'any' takes a non-empty list of conditions", None)],
+            id="any-not-list",
+        ),
+        pytest.param(
+            {"all": [True], "any": [True]},
+            [("/steps/0/skip_if", "'all' takes no other keys (found 'any')", None)],
+            id="all-and-any",
+        ),
+        pytest.param(
+            {"not": True, "x": 1},
+            [("/steps/0/skip_if", "'not' takes no other keys", 'write {"not": CONDITION}')],
+            id="not-extra",
+        ),
+        pytest.param(
+            {"not": "x"},
+            [("/steps/0/skip_if/not", "a condition must be an object or true/false, not a string", None)],
+            id="not-bad-inner",
+        ),
+        pytest.param(
+            cmp("ctx.a", "eq"),
+            [("/steps/0/skip_if", "op 'eq' needs a 'value' (a literal or {\"ref\": ...})", None)],
+            id="value-missing",
+        ),
+        pytest.param(
+            cmp("ctx.a", "exists", 1),
+            [("/steps/0/skip_if/value", "op 'exists' takes no 'value'", None)],
+            id="unary-with-value",
+        ),
+        pytest.param(
+            cmp("ctx.a", "equals", 1), [("/steps/0/skip_if/op", "unknown op 'equals'", OPS_HINT)], id="unknown-op"
+        ),
+        pytest.param(
+            cmp("ctx.a", "not_emtpy"),
+            [("/steps/0/skip_if/op", "unknown op 'not_emtpy'", "did you mean 'not_empty'?")],
+            id="near-op",
+        ),
+        pytest.param(
+            {"op": "eq", "value": 1},
+            [("/steps/0/skip_if/ref", "missing 'ref'", 'a comparison starts with {"ref": "ctx.step.field", ...}')],
+            id="ref-missing",
+        ),
+        pytest.param(
+            cmp("x.y", "eq", 1),
+            [("/steps/0/skip_if/ref", "ref 'x.y' must start with 'ctx.' (e.g. 'ctx.x.y')", None)],
+            id="bad-ref",
+        ),
+        pytest.param(
+            cmp("ctx.a", "eq", {"ref": "a.b"}),
+            [("/steps/0/skip_if/value/ref", "ref 'a.b' must start with 'ctx.' (e.g. 'ctx.a.b')", None)],
+            id="bad-right-ref",
+        ),
+        pytest.param(
+            cmp("ctx.a", "eq", {"template": "{{ x }}"}),
+            [("/steps/0/skip_if/value", 'a condition value is a literal or a {"ref": ...}', None)],
+            id="template-on-right",
+        ),
+        pytest.param(
+            {"ref": "ctx.a", "op": "eq", "value": 1, "vlaue": 2},
+            [("/steps/0/skip_if/vlaue", "unknown key 'vlaue' in a comparison", "did you mean 'value'?")],
+            id="unknown-key",
+        ),
+        pytest.param(
+            {"any": [cmp("ctx.a", "bad"), {"nt": True}, True]},
+            [
+                ("/steps/0/skip_if/any/0/op", "unknown op 'bad'", OPS_HINT),
+                ("/steps/0/skip_if/any/1", "not a condition (keys: 'nt')", "did you mean 'not'?"),
+            ],
+            id="every-problem-in-a-list",
+        ),
     ],
 )
 def test_parse_problems_have_pointers(raw, expected):
@@ -253,10 +335,14 @@ def test_parse_condition_raises_with_every_problem():
 
 
 def test_refs_of_a_condition_with_pointers():
-    cond = parse_condition({"all": [cmp("ctx.a.x", "lt", {"ref": "ctx.b.y"}), {"not": cmp("ctx.params.p", "exists")}]},
-                           "/s")
+    cond = parse_condition(
+        {"all": [cmp("ctx.a.x", "lt", {"ref": "ctx.b.y"}), {"not": cmp("ctx.params.p", "exists")}]}, "/s"
+    )
     assert [(r.path, r.pointer) for r in cond.refs()] == [
-        (("a", "x"), "/s/all/0/ref"), (("b", "y"), "/s/all/0/value/ref"), (("params", "p"), "/s/all/1/not/ref")]
+        (("a", "x"), "/s/all/0/ref"),
+        (("b", "y"), "/s/all/0/value/ref"),
+        (("params", "p"), "/s/all/1/not/ref"),
+    ]
 
 
 # -- in a run ---------------------------------------------------------------------------------
@@ -269,7 +355,9 @@ def test_skip_if_refs_are_dependencies_and_evaluated_after_them(run):
     )
     result = run(doc)
     assert [(s.id, s.status, s.skip_reason) for s in result.steps] == [
-        ("gate", "SKIPPED", "skip_if: condition is true"), ("check", "SUCCESS", None)]
+        ("gate", "SKIPPED", "skip_if: condition is true"),
+        ("check", "SUCCESS", None),
+    ]
 
 
 def test_condition_error_at_run_time_fails_the_step(run):
@@ -281,23 +369,33 @@ def test_condition_error_at_run_time_fails_the_step(run):
     result = run(doc)
     assert result.status == "FAILED"
     gate = result.steps[1]
-    assert (gate.status, gate.error) == ("FAILED", "condition at /steps/1/skip_if: cannot apply 'lt' to str 'many' "
-                                                   "and int 1")
+    assert (gate.status, gate.error) == (
+        "FAILED",
+        "condition at /steps/1/skip_if: cannot apply 'lt' to str 'many' and int 1",
+    )
 
 
 def test_skip_if_on_a_missing_path_fails_the_step_naming_the_path(run):
     doc = policy(
         {"id": "check", "type": "core.value", "params": {"value": {}}},
-        {"id": "gate", "type": "core.value", "skip_if": {"ref": "ctx.check.count", "op": "eq", "value": 0},
-         "on_error": "log_and_continue"},
+        {
+            "id": "gate",
+            "type": "core.value",
+            "skip_if": {"ref": "ctx.check.count", "op": "eq", "value": 0},
+            "on_error": "log_and_continue",
+        },
         {"id": "maybe", "type": "core.value", "skip_if": {"ref": "ctx.check.count", "op": "is_empty"}},
     )
     result = run(doc)
     assert result.status == "PARTIAL"
     assert [(s.id, s.status, s.error) for s in result.steps] == [
         ("check", "SUCCESS", None),
-        ("gate", "FAILED", "condition at /steps/1/skip_if: ref ctx.check.count not found (use op 'exists' or "
-                           "'is_empty' to test for a path that may be missing)"),
+        (
+            "gate",
+            "FAILED",
+            "condition at /steps/1/skip_if: ref ctx.check.count not found (use op 'exists' or "
+            "'is_empty' to test for a path that may be missing)",
+        ),
         ("maybe", "SKIPPED", None),
     ]
 
@@ -305,16 +403,22 @@ def test_skip_if_on_a_missing_path_fails_the_step_naming_the_path(run):
 @pytest.mark.parametrize(
     ("condition", "status", "error"),
     [
-        pytest.param({"ref": "ctx.rows.n", "op": "ge", "value": {"ref": "ctx.params.min"}}, "SUCCESS", None,
-                     id="passes"),
+        pytest.param(
+            {"ref": "ctx.rows.n", "op": "ge", "value": {"ref": "ctx.params.min"}}, "SUCCESS", None, id="passes"
+        ),
         pytest.param({"ref": "ctx.rows.n", "op": "gt", "value": 5}, "FAILED", "too few rows", id="fails"),
     ],
 )
 def test_core_assert_is_a_data_gate(run, condition, status, error):
     doc = policy(
         {"id": "rows", "type": "core.value", "params": {"value": {"n": 3}}},
-        {"id": "gate", "type": "core.assert", "params": {"condition": condition, "message": "too few rows"},
-         "on_error": "retry_then_fail", "retry": {"max_attempts": 3, "backoff_s": 0}},
+        {
+            "id": "gate",
+            "type": "core.assert",
+            "params": {"condition": condition, "message": "too few rows"},
+            "on_error": "retry_then_fail",
+            "retry": {"max_attempts": 3, "backoff_s": 0},
+        },
         params={"min": {"type": "integer", "default": 2}},
     )
     result = run(doc)

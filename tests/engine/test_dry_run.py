@@ -26,8 +26,12 @@ def test_dry_run_previews_side_effects_and_runs_everything_else(run, store, stat
     target = tmp_path / "out.txt"
     doc = policy(
         {"id": "prepare", "type": "test.flaky", "params": {"counter_file": str(tmp_path / "prepare"), "fail_times": 0}},
-        {"id": "write", "type": "test.effect", "params": {"path": str(target), "line": "hello"},
-         "depends_on": ["prepare"]},
+        {
+            "id": "write",
+            "type": "test.effect",
+            "params": {"path": str(target), "line": "hello"},
+            "depends_on": ["prepare"],
+        },
         {"id": "after", "type": "core.value", "params": {"value": {"ref": "ctx.write.would_write"}}},
         {"id": "info", "type": "test.info"},
     )
@@ -56,12 +60,14 @@ def test_a_normal_run_is_recorded_with_dry_run_0_and_executes_side_effects(run, 
     assert not (state_dir / "runs").exists()
 
 
-def test_side_effect_step_without_preview_gets_the_default_preview_with_secrets_masked(run, store, state_dir,
-                                                                                      tmp_path, monkeypatch):
+def test_side_effect_step_without_preview_gets_the_default_preview_with_secrets_masked(
+    run, store, state_dir, tmp_path, monkeypatch
+):
     monkeypatch.setenv("TOKEN_X", "very-secret-token")
     target = tmp_path / "raw.txt"
-    doc = policy({"id": "raw", "type": "test.raw_effect",
-                  "params": {"path": str(target), "token": {"secret": "TOKEN_X"}}})
+    doc = policy(
+        {"id": "raw", "type": "test.raw_effect", "params": {"path": str(target), "token": {"secret": "TOKEN_X"}}}
+    )
     result = run(doc, dry_run=True)
     assert result.status == "SUCCESS"
     assert not target.exists()
@@ -72,8 +78,13 @@ def test_side_effect_step_without_preview_gets_the_default_preview_with_secrets_
 
 def test_secrets_in_a_preview_are_redacted(run, state_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("LINE_SECRET", "line-secret-value")
-    doc = policy({"id": "write", "type": "test.effect",
-                  "params": {"path": str(tmp_path / "x"), "line": {"secret": "LINE_SECRET"}}})
+    doc = policy(
+        {
+            "id": "write",
+            "type": "test.effect",
+            "params": {"path": str(tmp_path / "x"), "line": {"secret": "LINE_SECRET"}},
+        }
+    )
     result = run(doc, dry_run=True)
     text = (Path(result.preview_dir) / "write.json").read_text()
     assert json.loads(text) == {"would_write": str(tmp_path / "x"), "line": "***"}
@@ -82,8 +93,10 @@ def test_secrets_in_a_preview_are_redacted(run, state_dir, tmp_path, monkeypatch
 
 def test_core_shell_is_previewed_not_run(run, store, tmp_path):
     marker = tmp_path / "touched"
-    doc = policy({"id": "sh", "type": "core.shell", "params": {"argv": ["touch", str(marker)], "env": {"K": "v"}}},
-                 {"id": "code", "type": "core.value", "params": {"value": {"ref": "ctx.sh.exit_code"}}})
+    doc = policy(
+        {"id": "sh", "type": "core.shell", "params": {"argv": ["touch", str(marker)], "env": {"K": "v"}}},
+        {"id": "code", "type": "core.value", "params": {"value": {"ref": "ctx.sh.exit_code"}}},
+    )
     result = run(doc, dry_run=True)
     assert result.status == "SUCCESS"
     assert not marker.exists()
@@ -132,14 +145,20 @@ PLAN_DOC = policy(
     {"id": "fetch_b", "type": "core.value"},
     {"id": "join", "type": "core.value", "params": {"value": [{"ref": "ctx.fetch_a"}, {"ref": "ctx.fetch_b"}]}},
     {"id": "send", "type": "test.effect", "params": {"path": "/nonexistent/x"}, "depends_on": ["join"]},
-    {"id": "weekly", "type": "core.value", "skip_if": {"ref": "ctx.params.daily", "op": "eq", "value": True},
-     "depends_on": ["fetch_a"]},
+    {
+        "id": "weekly",
+        "type": "core.value",
+        "skip_if": {"ref": "ctx.params.daily", "op": "eq", "value": True},
+        "depends_on": ["fetch_a"],
+    },
     {"id": "after_weekly", "type": "core.value", "depends_on": ["weekly"]},
     {"id": "after_weekly_anyway", "type": "core.value", "depends_on": ["weekly"], "trigger_rule": "all_done"},
     {"id": "data_gate", "type": "core.value", "skip_if": {"ref": "ctx.join.0", "op": "is_empty"}},
     params={"daily": {"type": "boolean", "default": True}},
-    on_failure=[{"id": "alert", "type": "test.effect", "params": {"path": "/nonexistent/y"}},
-                {"id": "page", "type": "core.value", "depends_on": ["alert"]}],
+    on_failure=[
+        {"id": "alert", "type": "test.effect", "params": {"path": "/nonexistent/y"}},
+        {"id": "page", "type": "core.value", "depends_on": ["alert"]},
+    ],
     max_concurrency=3,
 )
 
@@ -147,8 +166,13 @@ PLAN_DOC = policy(
 def test_plan_layers_and_actions_for_a_dry_run():
     plan = make_plan(validate_document(PLAN_DOC), {"daily": True}, dry_run=True)
     assert (plan.policy_id, plan.max_concurrency, plan.dry_run) == ("test", 3, True)
-    assert plan.layers == [["fetch_a", "fetch_b"], ["join", "weekly"],
-                           ["send", "after_weekly", "after_weekly_anyway", "data_gate"], ["alert"], ["page"]]
+    assert plan.layers == [
+        ["fetch_a", "fetch_b"],
+        ["join", "weekly"],
+        ["send", "after_weekly", "after_weekly_anyway", "data_gate"],
+        ["alert"],
+        ["page"],
+    ]
     assert [(s.id, s.layer, s.action, s.reason, s.phase) for s in plan.steps] == [
         ("fetch_a", 1, "run", None, "main"),
         ("fetch_b", 1, "run", None, "main"),
@@ -161,8 +185,15 @@ def test_plan_layers_and_actions_for_a_dry_run():
         ("alert", 4, "preview", None, "on_failure"),
         ("page", 5, "run", None, "on_failure"),
     ]
-    assert plan.to_dict()["steps"][2] == {"id": "join", "type": "core.value", "layer": 2, "action": "run",
-                                          "depends_on": ["fetch_a", "fetch_b"], "phase": "main", "reason": None}
+    assert plan.to_dict()["steps"][2] == {
+        "id": "join",
+        "type": "core.value",
+        "layer": 2,
+        "action": "run",
+        "depends_on": ["fetch_a", "fetch_b"],
+        "phase": "main",
+        "reason": None,
+    }
 
 
 def test_plan_without_dry_run_runs_side_effects_and_follows_params():

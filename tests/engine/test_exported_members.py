@@ -39,7 +39,8 @@ def test_all_is_pinned():
 def test_all_imports_are_exported():
     """Every public name of the package (submodules aside) is in __all__, and nothing else."""
     public = sorted(
-        name for name, value in vars(engine).items()
+        name
+        for name, value in vars(engine).items()
         if (not name.startswith("_") or name == "__version__") and not isinstance(value, types.ModuleType)
     )
     assert public == sorted(engine.__all__)
@@ -54,13 +55,29 @@ def test_exported_names_resolve():
 def test_errors_module_exports_the_hierarchy_with_exit_codes():
     assert sorted(errors.__all__) == sorted(n for n in EXPECTED if n in vars(errors))
     assert {name: getattr(errors, name).exit_code for name in errors.__all__ if name != "Problem"} == {
-        "ConditionError": 1, "EngineError": 1, "InvalidTransition": 1, "PolicyError": 2, "RefError": 1,
-        "RegistryError": 2, "ResumeError": 2, "SecretError": 1, "StepError": 1, "StepTimeout": 1,
-        "TemplateError": 1, "UsageError": 2,
+        "ConditionError": 1,
+        "EngineError": 1,
+        "InvalidTransition": 1,
+        "PolicyError": 2,
+        "RefError": 1,
+        "RegistryError": 2,
+        "ResumeError": 2,
+        "SecretError": 1,
+        "StepError": 1,
+        "StepTimeout": 1,
+        "TemplateError": 1,
+        "UsageError": 2,
     }
     for name in ("StepTimeout", "RefError", "TemplateError", "SecretError", "ConditionError"):
         assert issubclass(getattr(errors, name), errors.StepError)
-    assert {n: getattr(errors, n).retryable for n in ("StepError", "StepTimeout", "RefError", "TemplateError",
-                                                      "SecretError", "ConditionError")} == {
-        "StepError": True, "StepTimeout": True, "RefError": False, "TemplateError": False, "SecretError": False,
-        "ConditionError": False}
+    assert {
+        n: getattr(errors, n).retryable
+        for n in ("StepError", "StepTimeout", "RefError", "TemplateError", "SecretError", "ConditionError")
+    } == {
+        "StepError": True,
+        "StepTimeout": True,
+        "RefError": False,
+        "TemplateError": False,
+        "SecretError": False,
+        "ConditionError": False,
+    }

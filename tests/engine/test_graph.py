@@ -30,8 +30,11 @@ def test_build_ignores_deps_that_are_not_steps():
         pytest.param({"a": ["b"], "b": ["a"]}, [["a", "b", "a"]], id="two"),
         pytest.param({"a": ["c"], "b": ["a"], "c": ["b"]}, [["a", "b", "c", "a"]], id="three"),
         pytest.param({"z": [], "c": ["b"], "b": ["c"]}, [["c", "b", "c"]], id="starts-at-earliest-in-policy-order"),
-        pytest.param({"a": ["b"], "b": ["a"], "x": [], "y": ["z"], "z": ["y"], "s": ["s"]},
-                     [["a", "b", "a"], ["y", "z", "y"], ["s", "s"]], id="one-per-component-in-policy-order"),
+        pytest.param(
+            {"a": ["b"], "b": ["a"], "x": [], "y": ["z"], "z": ["y"], "s": ["s"]},
+            [["a", "b", "a"], ["y", "z", "y"], ["s", "s"]],
+            id="one-per-component-in-policy-order",
+        ),
     ],
 )
 def test_find_cycles(edges, cycles):

@@ -45,16 +45,23 @@ class Point(BaseModel):
         pytest.param([1, "a", None], [1, "a", None], [1, "a", None], id="list"),
         pytest.param((1, 2), [1, 2], [1, 2], id="tuple"),
         pytest.param({"a": {"b": [1]}, 2: "k"}, {"a": {"b": [1]}, "2": "k"}, {"a": {"b": [1]}, "2": "k"}, id="dict"),
-        pytest.param(dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC), {"$datetime": "2024-05-06T07:08:09+00:00"},
-                     dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC), id="datetime"),
+        pytest.param(
+            dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC),
+            {"$datetime": "2024-05-06T07:08:09+00:00"},
+            dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC),
+            id="datetime",
+        ),
         pytest.param(dt.date(2024, 5, 6), {"$date": "2024-05-06"}, dt.date(2024, 5, 6), id="date"),
         pytest.param(Decimal("2.50"), 2.5, 2.5, id="decimal"),
         pytest.param(Color.RED, "red", "red", id="enum"),
         pytest.param(PurePosixPath("/a/b"), "/a/b", "/a/b", id="path"),
         pytest.param(Point(x=1), {"x": 1, "label": "p"}, {"x": 1, "label": "p"}, id="pydantic-model"),
-        pytest.param({"when": dt.date(2024, 1, 2), "items": [Point(x=2)]},
-                     {"when": {"$date": "2024-01-02"}, "items": [{"x": 2, "label": "p"}]},
-                     {"when": dt.date(2024, 1, 2), "items": [{"x": 2, "label": "p"}]}, id="nested"),
+        pytest.param(
+            {"when": dt.date(2024, 1, 2), "items": [Point(x=2)]},
+            {"when": {"$date": "2024-01-02"}, "items": [{"x": 2, "label": "p"}]},
+            {"when": dt.date(2024, 1, 2), "items": [{"x": 2, "label": "p"}]},
+            id="nested",
+        ),
     ],
 )
 def test_encode_and_decode(artifacts, value, encoded, decoded):
@@ -95,8 +102,9 @@ def test_put_file_is_content_addressed(artifacts, tmp_path):
     source.write_bytes(b"%PDF-1.7 pretend")
     ref = artifacts.put_file(source, "application/pdf")
     sha = hashlib.sha256(b"%PDF-1.7 pretend").hexdigest()
-    assert ref == ArtifactRef(sha256=sha, path=str(artifacts.root / sha[:2] / sha), media_type="application/pdf",
-                              size=16, name="report.pdf")
+    assert ref == ArtifactRef(
+        sha256=sha, path=str(artifacts.root / sha[:2] / sha), media_type="application/pdf", size=16, name="report.pdf"
+    )
     again = artifacts.put_bytes(b"%PDF-1.7 pretend", "application/pdf", name="other.pdf")
     assert (again.sha256, again.path) == (ref.sha256, ref.path)
     assert artifacts.read_bytes(sha) == b"%PDF-1.7 pretend"
@@ -106,8 +114,10 @@ def test_put_file_is_content_addressed(artifacts, tmp_path):
 def test_unstorable_value_is_a_clear_step_error(artifacts):
     with pytest.raises(StepError) as info:
         encode({"rows": [1, object()]}, artifacts, "output of step 'x'")
-    assert str(info.value) == ("output of step 'x'.rows.1: a builtins.object cannot be stored; return JSON values, "
-                               "pydantic models, DataFrames, bytes or datetimes")
+    assert str(info.value) == (
+        "output of step 'x'.rows.1: a builtins.object cannot be stored; return JSON values, "
+        "pydantic models, DataFrames, bytes or datetimes"
+    )
     assert info.value.retryable is False
 
 
@@ -129,9 +139,13 @@ def _row(store, run_id: str, step_id: str) -> dict[str, Any]:
 
 
 def test_a_dataframe_output_in_a_run(run, store, state_dir):
-    result = run(policy({"id": "f", "type": "test.frame", "params": {"rows": 5}},
-                        {"id": "n", "type": "core.value", "params": {"value": {"ref": "ctx.f.rows"}}},
-                        {"id": "stats", "type": "test.frame_stats", "params": {"frame": {"ref": "ctx.f.frame"}}}))
+    result = run(
+        policy(
+            {"id": "f", "type": "test.frame", "params": {"rows": 5}},
+            {"id": "n", "type": "core.value", "params": {"value": {"ref": "ctx.f.rows"}}},
+            {"id": "stats", "type": "test.frame_stats", "params": {"frame": {"ref": "ctx.f.frame"}}},
+        )
+    )
     assert result.status == "SUCCESS"
     row = _row(store, result.run_id, "f")
     stored = json.loads(row["output_json"])
@@ -139,8 +153,11 @@ def test_a_dataframe_output_in_a_run(run, store, state_dir):
     sha = stored["frame"]["$frame"]
     assert (state_dir / "artifacts" / sha[:2] / sha).is_file()
     assert row["output_hash"] == output_hash(stored)
-    assert json.loads(_row(store, result.run_id, "stats")["output_json"]) == {"type": "DataFrame", "rows": 5,
-                                                                             "sq_sum": 30}
+    assert json.loads(_row(store, result.run_id, "stats")["output_json"]) == {
+        "type": "DataFrame",
+        "rows": 5,
+        "sq_sum": 30,
+    }
 
 
 def test_same_output_same_hash_across_runs(run, store):
@@ -151,15 +168,28 @@ def test_same_output_same_hash_across_runs(run, store):
 
 
 def test_an_output_that_cannot_be_stored_fails_the_step(run, state_dir):
-    result = run(policy({"id": "u", "type": "test.unstorable", "on_error": "retry_then_fail",
-                         "retry": {"max_attempts": 3, "backoff_s": 0}}))
+    result = run(
+        policy(
+            {
+                "id": "u",
+                "type": "test.unstorable",
+                "on_error": "retry_then_fail",
+                "retry": {"max_attempts": 3, "backoff_s": 0},
+            }
+        )
+    )
     step = result.steps[0]
     assert (result.status, step.status, step.attempts) == ("FAILED", "FAILED", 1)
-    assert step.error == ("output of step 'u'.thing: a builtins.object cannot be stored; return JSON values, "
-                          "pydantic models, DataFrames, bytes or datetimes")
+    assert step.error == (
+        "output of step 'u'.thing: a builtins.object cannot be stored; return JSON values, "
+        "pydantic models, DataFrames, bytes or datetimes"
+    )
 
 
 def test_declared_output_model_is_stored_as_json(run, store):
     result = run(policy({"id": "t", "type": "test.typed", "params": {"count": 2, "label": "two"}}))
     assert json.loads(_row(store, result.run_id, "t")["output_json"]) == {
-        "count": 2, "label": "two", "items": [{"name": "n0", "amount": 0.0}, {"name": "n1", "amount": 1.0}]}
+        "count": 2,
+        "label": "two",
+        "items": [{"name": "n0", "amount": 0.0}, {"name": "n1", "amount": 1.0}],
+    }

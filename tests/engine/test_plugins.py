@@ -96,8 +96,10 @@ def test_a_module_that_cannot_be_imported_is_a_registry_error(make_plugin, monke
         monkeypatch.setenv("ENGINE_PLUGINS", "no_such_plugin_module_xyz")
     with pytest.raises(RegistryError) as info:
         plugins.load_plugins(["no_such_plugin_module_xyz"] if how == "extra" else [])
-    assert str(info.value) == ("cannot import step plugin module 'no_such_plugin_module_xyz' "
-                               f"(from {source}): No module named 'no_such_plugin_module_xyz'")
+    assert str(info.value) == (
+        "cannot import step plugin module 'no_such_plugin_module_xyz' "
+        f"(from {source}): No module named 'no_such_plugin_module_xyz'"
+    )
     assert info.value.exit_code == 2
 
 
@@ -117,8 +119,13 @@ def test_a_plugin_that_clashes_with_a_registered_type_raises_the_clash(make_plug
 
 def test_cli_loads_plugins_from_the_option_and_the_variable(cli, make_plugin, tmp_path):
     (by_option, option_type), (by_env, env_type) = make_plugin(), make_plugin()
-    result = cli("--plugin", by_option, "steps", "--json",
-                 env={"ENGINE_PLUGINS": f"tests.stepkit,{by_env}", "PYTHONPATH": f"{tmp_path}:{ROOT}"})
+    result = cli(
+        "--plugin",
+        by_option,
+        "steps",
+        "--json",
+        env={"ENGINE_PLUGINS": f"tests.stepkit,{by_env}", "PYTHONPATH": f"{tmp_path}:{ROOT}"},
+    )
     assert result.returncode == 0, result.stderr
     manifest = {s["type"]: s for s in json.loads(result.stdout)["steps"]}
     assert {option_type, env_type, "core.value", "test.sleep"} <= set(manifest)

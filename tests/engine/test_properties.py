@@ -45,8 +45,13 @@ def dags(draw: st.DrawFn, max_steps: int = 8) -> Dag:
 
 
 def sleep_step(i: int, deps: list[int], seconds: float, **extra: Any) -> dict[str, Any]:
-    return {"id": f"s{i}", "type": "test.sleep", "params": {"seconds": seconds},
-            "depends_on": [f"s{d}" for d in deps], **extra}
+    return {
+        "id": f"s{i}",
+        "type": "test.sleep",
+        "params": {"seconds": seconds},
+        "depends_on": [f"s{d}" for d in deps],
+        **extra,
+    }
 
 
 def execute(store: Store, tmp_path: Path, doc: dict[str, Any]) -> tuple[Any, list[tuple[str, str]]]:
@@ -67,8 +72,11 @@ def first_index(events: list[tuple[str, str]], step: str, states: set[str]) -> i
 
 
 @RUNS
-@given(dag=dags(), seconds=st.lists(st.sampled_from([0, 0.001, 0.003]), min_size=8, max_size=8),
-       max_concurrency=st.integers(1, 4))
+@given(
+    dag=dags(),
+    seconds=st.lists(st.sampled_from([0, 0.001, 0.003]), min_size=8, max_size=8),
+    max_concurrency=st.integers(1, 4),
+)
 def test_every_step_starts_after_all_its_dependencies_finished(store, tmp_path, dag, seconds, max_concurrency):
     doc = policy(*[sleep_step(i, dag.deps[i], seconds[i]) for i in dag.order], max_concurrency=max_concurrency)
     result, events = execute(store, tmp_path, doc)
@@ -114,8 +122,15 @@ def test_skips_and_failures_follow_the_trigger_rules(store, tmp_path, dag, faili
     for i in dag.order:
         extra = {"trigger_rule": "all_done"} if i in lenient else {}
         if i in failing:
-            steps.append({"id": f"s{i}", "type": "test.fail", "on_error": "log_and_continue",
-                          "depends_on": [f"s{d}" for d in dag.deps[i]], **extra})
+            steps.append(
+                {
+                    "id": f"s{i}",
+                    "type": "test.fail",
+                    "on_error": "log_and_continue",
+                    "depends_on": [f"s{d}" for d in dag.deps[i]],
+                    **extra,
+                }
+            )
         else:
             steps.append(sleep_step(i, dag.deps[i], 0, **extra))
     result, events = execute(store, tmp_path, policy(*steps))
@@ -172,8 +187,11 @@ def step_doc(i: int, deps: list[int], form: str) -> dict[str, Any]:
         return {"id": f"s{i}", "type": "core.value", "depends_on": names}
     if form == "ref":
         return {"id": f"s{i}", "type": "core.value", "params": {"value": [{"ref": f"ctx.{d}"} for d in names]}}
-    return {"id": f"s{i}", "type": "core.value",
-            "params": {"value": {"template": " ".join(f"{{{{ {d} }}}}" for d in names)}}}
+    return {
+        "id": f"s{i}",
+        "type": "core.value",
+        "params": {"value": {"template": " ".join(f"{{{{ {d} }}}}" for d in names)}},
+    }
 
 
 @settings(max_examples=40, deadline=None)

@@ -33,8 +33,12 @@ def counter(tmp_path: Path, name: str) -> int:
 
 def counted(sid: str, tmp_path: Path, fail_times: int = 0, **extra: Any) -> dict[str, Any]:
     """A step that counts its runs in ``tmp_path/sid`` and fails the first ``fail_times`` of them."""
-    return {"id": sid, "type": "test.flaky", "params": {"counter_file": str(tmp_path / sid), "fail_times": fail_times},
-            **extra}
+    return {
+        "id": sid,
+        "type": "test.flaky",
+        "params": {"counter_file": str(tmp_path / sid), "fail_times": fail_times},
+        **extra,
+    }
 
 
 def outputs(store: Store, run_id: str) -> dict[str, Any]:
@@ -51,14 +55,23 @@ def test_resume_keeps_success_outputs_dataframes_included_without_rerunning(run,
         {"id": "frame", "type": "test.frame", "params": {"rows": 4}},
         {"id": "effect", "type": "test.effect", "params": {"path": str(effect_file)}, "depends_on": ["frame"]},
         counted("gate", tmp_path, fail_times=1, depends_on=["effect"]),
-        {"id": "stats", "type": "test.frame_stats", "params": {"frame": {"ref": "ctx.frame.frame"}},
-         "depends_on": ["gate"]},
+        {
+            "id": "stats",
+            "type": "test.frame_stats",
+            "params": {"frame": {"ref": "ctx.frame.frame"}},
+            "depends_on": ["gate"],
+        },
         {"id": "rows", "type": "core.value", "params": {"value": {"ref": "ctx.frame.rows"}}, "depends_on": ["gate"]},
     )
     first = run(doc)
     assert (first.status, first.attempt) == ("FAILED", 1)
-    assert statuses(first) == {"frame": "SUCCESS", "effect": "SUCCESS", "gate": "FAILED", "stats": "PENDING",
-                               "rows": "PENDING"}
+    assert statuses(first) == {
+        "frame": "SUCCESS",
+        "effect": "SUCCESS",
+        "gate": "FAILED",
+        "stats": "PENDING",
+        "rows": "PENDING",
+    }
     frame_output = outputs(store, first.run_id)["frame"]
 
     second = resume(first.run_id)
@@ -70,11 +83,20 @@ def test_resume_keeps_success_outputs_dataframes_included_without_rerunning(run,
     assert outputs(store, first.run_id)["frame"] == frame_output  # {"frame": {"$frame": sha}, "rows": 4}
     assert set(frame_output["frame"]) == {"$frame"}
     assert sql(state_dir, "SELECT step_id, run_attempt, attempt, status FROM step_attempts ORDER BY id") == [
-        ("frame", 1, 1, "SUCCESS"), ("effect", 1, 1, "SUCCESS"), ("gate", 1, 1, "FAILED"),
-        ("gate", 2, 1, "SUCCESS"), ("stats", 2, 1, "SUCCESS"), ("rows", 2, 1, "SUCCESS"),
+        ("frame", 1, 1, "SUCCESS"),
+        ("effect", 1, 1, "SUCCESS"),
+        ("gate", 1, 1, "FAILED"),
+        ("gate", 2, 1, "SUCCESS"),
+        ("stats", 2, 1, "SUCCESS"),
+        ("rows", 2, 1, "SUCCESS"),
     ]
     assert dict(sql(state_dir, "SELECT step_id, run_attempt FROM step_runs")) == {
-        "frame": 1, "effect": 1, "gate": 2, "stats": 2, "rows": 2}
+        "frame": 1,
+        "effect": 1,
+        "gate": 2,
+        "stats": 2,
+        "rows": 2,
+    }
 
 
 def test_resume_reruns_failed_and_upstream_skipped_steps_keeps_skip_if_skips(run, resume, tmp_path):
@@ -111,8 +133,12 @@ def test_resume_reruns_failed_and_upstream_skipped_steps_keeps_skip_if_skips(run
 
 
 def test_resume_reruns_pending_steps_of_a_fail_pipeline_run(run, resume, tmp_path):
-    doc = policy(counted("a", tmp_path, fail_times=1), counted("b", tmp_path, depends_on=["a"]), counted("c", tmp_path),
-                 max_concurrency=1)
+    doc = policy(
+        counted("a", tmp_path, fail_times=1),
+        counted("b", tmp_path, depends_on=["a"]),
+        counted("c", tmp_path),
+        max_concurrency=1,
+    )
     first = run(doc)
     assert statuses(first) == {"a": "FAILED", "b": "PENDING", "c": "PENDING"}
     second = resume(first.run_id)
@@ -121,17 +147,18 @@ def test_resume_reruns_pending_steps_of_a_fail_pipeline_run(run, resume, tmp_pat
 
 
 def test_resume_attempt_increments_and_ctx_run_attempt_follows(run, resume, store, state_dir, tmp_path):
-    doc = policy(counted("flaky", tmp_path, fail_times=2),
-                 {"id": "which", "type": "core.value", "params": {"value": {"ref": "ctx.run.attempt"}},
-                  "depends_on": ["flaky"]})
+    doc = policy(
+        counted("flaky", tmp_path, fail_times=2),
+        {"id": "which", "type": "core.value", "params": {"value": {"ref": "ctx.run.attempt"}}, "depends_on": ["flaky"]},
+    )
     first = run(doc)
     second = resume(first.run_id)
     third = resume(first.run_id)
     assert [(r.status, r.attempt) for r in (first, second, third)] == [("FAILED", 1), ("FAILED", 2), ("SUCCESS", 3)]
     assert outputs(store, first.run_id)["which"] == 3
-    assert sql(state_dir, "SELECT run_attempt, attempt, status, error FROM step_attempts WHERE step_id = 'flaky' "
-                          "ORDER BY id") == [(1, 1, "FAILED", "flaky failure 1"), (2, 1, "FAILED", "flaky failure 2"),
-                                             (3, 1, "SUCCESS", None)]
+    assert sql(
+        state_dir, "SELECT run_attempt, attempt, status, error FROM step_attempts WHERE step_id = 'flaky' ORDER BY id"
+    ) == [(1, 1, "FAILED", "flaky failure 1"), (2, 1, "FAILED", "flaky failure 2"), (3, 1, "SUCCESS", None)]
     assert sql(state_dir, "SELECT count(*), attempt FROM runs") == [(1, 3)]
 
 
@@ -143,15 +170,17 @@ def test_resume_without_policy_uses_the_stored_snapshot(run, resume, write_polic
     assert (second.status, second.steps[0].error) == ("FAILED", "still broken")
 
 
-def test_resume_with_a_changed_policy_reruns_changed_steps_and_their_downstream(run, resume, write_policy,
-                                                                                tmp_path, store):
+def test_resume_with_a_changed_policy_reruns_changed_steps_and_their_downstream(
+    run, resume, write_policy, tmp_path, store
+):
     def steps(fixed: bool) -> list[dict[str, Any]]:
         return [
             counted("a", tmp_path),
             counted("b", tmp_path, depends_on=["a"], **({"description": "changed"} if fixed else {})),
             counted("after_b", tmp_path, depends_on=["b"]),
             counted("c", tmp_path),
-            {"id": "broken", "type": "core.value", "depends_on": ["c"], "params": {"value": "fixed"}} if fixed
+            {"id": "broken", "type": "core.value", "depends_on": ["c"], "params": {"value": "fixed"}}
+            if fixed
             else {"id": "broken", "type": "test.fail", "depends_on": ["c"], "on_error": "log_and_continue"},
         ]
 
@@ -164,10 +193,18 @@ def test_resume_with_a_changed_policy_reruns_changed_steps_and_their_downstream(
 
 
 def test_resume_with_a_policy_that_adds_and_removes_steps(run, resume, write_policy, tmp_path, state_dir):
-    first = run(policy(counted("keep", tmp_path), counted("old", tmp_path),
-                       {"id": "bad", "type": "test.fail", "depends_on": ["keep"]}))
-    fixed = policy(counted("new", tmp_path), counted("keep", tmp_path),
-                   {"id": "bad", "type": "core.value", "depends_on": ["keep", "new"]})
+    first = run(
+        policy(
+            counted("keep", tmp_path),
+            counted("old", tmp_path),
+            {"id": "bad", "type": "test.fail", "depends_on": ["keep"]},
+        )
+    )
+    fixed = policy(
+        counted("new", tmp_path),
+        counted("keep", tmp_path),
+        {"id": "bad", "type": "core.value", "depends_on": ["keep", "new"]},
+    )
     second = resume(first.run_id, policy_path=write_policy(fixed, "fixed.json"))
     assert second.status == "SUCCESS"
     assert [(s.id, s.status) for s in second.steps] == [("new", "SUCCESS"), ("keep", "SUCCESS"), ("bad", "SUCCESS")]
@@ -182,8 +219,12 @@ def test_a_success_step_with_side_effects_is_never_rerun(run, resume, write_poli
     def doc(line: str, upstream_description: str, gate_fails: bool) -> dict[str, Any]:
         return policy(
             counted("upstream", tmp_path, description=upstream_description),
-            {"id": "send", "type": "test.effect", "params": {"path": str(effect_file), "line": line},
-             "depends_on": ["upstream"]},
+            {
+                "id": "send",
+                "type": "test.effect",
+                "params": {"path": str(effect_file), "line": line},
+                "depends_on": ["upstream"],
+            },
             {"id": "gate", "type": "test.fail" if gate_fails else "core.value", "depends_on": ["send"]},
         )
 
@@ -200,8 +241,9 @@ def test_resuming_a_successful_run_is_an_error(run, resume):
     first = run(policy({"id": "a", "type": "core.value"}))
     with pytest.raises(ResumeError) as info:
         resume(first.run_id)
-    assert str(info.value) == (f"run {first.run_id} already succeeded: nothing to resume "
-                               "(start a new run with 'engine run')")
+    assert str(info.value) == (
+        f"run {first.run_id} already succeeded: nothing to resume (start a new run with 'engine run')"
+    )
     assert info.value.exit_code == 2
 
 
@@ -216,8 +258,7 @@ def test_resume_with_a_policy_of_another_id_is_an_error(run, resume, write_polic
 def test_resume_unknown_run_is_a_usage_error(resume, store):
     with pytest.raises(UsageError) as info:
         resume("20990101T000000-abcdef")
-    assert str(info.value) == (f"no run '20990101T000000-abcdef' in {store.state_dir} "
-                               "(list runs with 'engine runs')")
+    assert str(info.value) == (f"no run '20990101T000000-abcdef' in {store.state_dir} (list runs with 'engine runs')")
 
 
 def test_resume_accepts_a_unique_run_id_prefix(run, resume, tmp_path):
@@ -234,8 +275,10 @@ def test_resume_of_a_running_run_is_refused(run, store, resume):
 
 
 def test_resume_of_a_cancelled_run(store, write_policy, resume, tmp_path):
-    doc = policy(counted("done", tmp_path), {"id": "slow", "type": "test.sleep", "params": {"seconds": 10},
-                                             "depends_on": ["done"]})
+    doc = policy(
+        counted("done", tmp_path),
+        {"id": "slow", "type": "test.sleep", "params": {"seconds": 10}, "depends_on": ["done"]},
+    )
 
     def cancel_soon(runner):
         asyncio.get_running_loop().call_later(0.2, runner.cancel, "cancelled by test")
@@ -249,8 +292,10 @@ def test_resume_of_a_cancelled_run(store, write_policy, resume, tmp_path):
 
 
 def test_on_failure_steps_run_again_when_a_resumed_run_fails_again(run, resume, store, tmp_path):
-    doc = policy(counted("flaky", tmp_path, fail_times=2),
-                 on_failure=[{"id": "alert", "type": "core.value", "params": {"value": {"ref": "ctx.run.attempt"}}}])
+    doc = policy(
+        counted("flaky", tmp_path, fail_times=2),
+        on_failure=[{"id": "alert", "type": "core.value", "params": {"value": {"ref": "ctx.run.attempt"}}}],
+    )
     first = run(doc)
     assert outputs(store, first.run_id)["alert"] == 1
     second = resume(first.run_id)
@@ -259,7 +304,9 @@ def test_on_failure_steps_run_again_when_a_resumed_run_fails_again(run, resume, 
     third = resume(first.run_id)
     assert third.status == "SUCCESS"
     assert [(s.id, s.status, s.skip_reason) for s in third.steps] == [
-        ("flaky", "SUCCESS", None), ("alert", "SKIPPED", "on_failure: the run did not fail")]
+        ("flaky", "SUCCESS", None),
+        ("alert", "SKIPPED", "on_failure: the run did not fail"),
+    ]
 
 
 # -- interrupted runs ----------------------------------------------------------------------------
@@ -272,20 +319,29 @@ def dead_pid() -> int:
 
 
 def test_a_run_left_running_by_a_dead_process_is_marked_interrupted_then_resumable(
-        run, resume, store, state_dir, tmp_path):
-    first = run(policy(counted("done", tmp_path), counted("was_running", tmp_path, depends_on=["done"]),
-                       counted("never_started", tmp_path, depends_on=["was_running"])))
+    run, resume, store, state_dir, tmp_path
+):
+    first = run(
+        policy(
+            counted("done", tmp_path),
+            counted("was_running", tmp_path, depends_on=["done"]),
+            counted("never_started", tmp_path, depends_on=["was_running"]),
+        )
+    )
     assert first.status == "SUCCESS"
     # fake what a killed engine leaves behind: the run and one step RUNNING, the rest untouched
     with closing(sqlite3.connect(state_dir / "engine.db")) as conn, conn:
         conn.execute("UPDATE runs SET status = 'RUNNING', finished_at = NULL, pid = ?", (dead_pid(),))
         conn.execute("UPDATE step_runs SET status = 'RUNNING', finished_at = NULL WHERE step_id = 'was_running'")
-        conn.execute("UPDATE step_runs SET status = 'PENDING', output_json = NULL, finished_at = NULL, "
-                     "started_at = NULL WHERE step_id = 'never_started'")
+        conn.execute(
+            "UPDATE step_runs SET status = 'PENDING', output_json = NULL, finished_at = NULL, "
+            "started_at = NULL WHERE step_id = 'never_started'"
+        )
 
     assert store.mark_interrupted() == [first.run_id]
     assert sql(state_dir, "SELECT status, error, finished_at IS NOT NULL FROM runs") == [
-        ("FAILED", "interrupted: the engine process stopped", 1)]
+        ("FAILED", "interrupted: the engine process stopped", 1)
+    ]
     assert sql(state_dir, "SELECT step_id, status, error FROM step_runs ORDER BY position") == [
         ("done", "SUCCESS", None),
         ("was_running", "FAILED", "interrupted: the engine process stopped"),
@@ -324,8 +380,9 @@ def test_mark_interrupted_only_touches_dead_processes_on_this_host(run, store, s
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         value = {"dead": dead_pid(), "alive": live.pid, "self": os.getpid(), None: None}[pid]
-        store.update_run(first.run_id, status="RUNNING", pid=value,
-                         host=socket.gethostname() if host == "here" else host)
+        store.update_run(
+            first.run_id, status="RUNNING", pid=value, host=socket.gethostname() if host == "here" else host
+        )
         assert store.mark_interrupted() == ([first.run_id] if marked else [])
         assert store.get_run(first.run_id)["status"] == ("FAILED" if marked else "RUNNING")
     finally:
@@ -352,7 +409,9 @@ def test_a_skip_if_skip_is_reevaluated_when_its_upstream_runs_again(run, resume,
     )
     first = run(doc)
     assert [(s.id, s.status, s.skip_reason) for s in first.steps] == [
-        ("up", "FAILED", None), ("gate", "SKIPPED", "skip_if: condition is true")]
+        ("up", "FAILED", None),
+        ("gate", "SKIPPED", "skip_if: condition is true"),
+    ]
     second = resume(first.run_id)
     assert [(s.id, s.status) for s in second.steps] == [("up", "SUCCESS"), ("gate", "SUCCESS")]
     assert counter(tmp_path, "gate") == 1
@@ -367,8 +426,10 @@ def test_resume_attempt_is_what_steps_see(run, resume, store, tmp_path):
 
 def test_resume_with_a_policy_that_declares_a_new_param_uses_its_default(run, resume, write_policy, store):
     first = run(policy({"id": "a", "type": "test.fail"}))
-    fixed = policy({"id": "a", "type": "core.value", "params": {"value": {"ref": "ctx.params.region"}}},
-                   params={"region": {"type": "string", "default": "eu"}})
+    fixed = policy(
+        {"id": "a", "type": "core.value", "params": {"value": {"ref": "ctx.params.region"}}},
+        params={"region": {"type": "string", "default": "eu"}},
+    )
     second = resume(first.run_id, policy_path=write_policy(fixed, "fixed.json"))
     assert (second.status, second.steps[0].error) == ("SUCCESS", None)
     assert outputs(store, first.run_id)["a"] == "eu"

@@ -40,15 +40,38 @@ def test_example_policies_match_the_schema(validator, example: Path):
     [
         pytest.param(policy({"id": "a", "type": "core.value", "params": {"value": {"any": ["thing"]}}}), id="value"),
         pytest.param(policy({"id": "a", "type": "value", "params": {"value": 1}}), id="alias"),
-        pytest.param(policy({"id": "s", "type": "core.shell", "params": {"argv": ["echo", {"ref": "ctx.params.w"}],
-                                                                          "env": {"T": {"secret": "TOKEN"}},
-                                                                          "parse_json": {"template": "x"}}}),
-                     id="expressions-in-typed-params"),
-        pytest.param(policy({"id": "g", "type": "core.assert",
-                             "params": {"condition": {"all": [{"ref": "ctx.a.n", "op": "gt", "value": 1},
-                                                              {"not": {"ref": "ctx.a.m", "op": "exists"}}]}},
-                             "skip_if": {"ref": "ctx.params.x", "op": "eq", "value": {"ref": "ctx.params.y"}}}),
-                     id="conditions"),
+        pytest.param(
+            policy(
+                {
+                    "id": "s",
+                    "type": "core.shell",
+                    "params": {
+                        "argv": ["echo", {"ref": "ctx.params.w"}],
+                        "env": {"T": {"secret": "TOKEN"}},
+                        "parse_json": {"template": "x"},
+                    },
+                }
+            ),
+            id="expressions-in-typed-params",
+        ),
+        pytest.param(
+            policy(
+                {
+                    "id": "g",
+                    "type": "core.assert",
+                    "params": {
+                        "condition": {
+                            "all": [
+                                {"ref": "ctx.a.n", "op": "gt", "value": 1},
+                                {"not": {"ref": "ctx.a.m", "op": "exists"}},
+                            ]
+                        }
+                    },
+                    "skip_if": {"ref": "ctx.params.x", "op": "eq", "value": {"ref": "ctx.params.y"}},
+                }
+            ),
+            id="conditions",
+        ),
     ],
 )
 def test_valid_policies_match_the_schema(validator, doc):
@@ -61,8 +84,10 @@ def test_valid_policies_match_the_schema(validator, doc):
         pytest.param(policy({"id": "s", "type": "core.shell", "params": {"argv": "echo hi"}}), id="shell-argv-string"),
         pytest.param(policy({"id": "v", "type": "core.value", "params": {"valeu": 1}}), id="unknown-param"),
         pytest.param(policy({"id": "v", "type": "core.valu"}), id="unknown-type"),
-        pytest.param(policy({"id": "v", "type": "core.value", "skip_if": {"ref": "ctx.a", "op": "equals",
-                                                                            "value": 1}}), id="bad-op"),
+        pytest.param(
+            policy({"id": "v", "type": "core.value", "skip_if": {"ref": "ctx.a", "op": "equals", "value": 1}}),
+            id="bad-op",
+        ),
         pytest.param(policy({"id": "v", "type": "core.value"}, extra_field=1), id="unknown-top-field"),
     ],
 )

@@ -15,13 +15,24 @@ R = RunState
 # The machine, PENDING -> RUNNING -> SUCCESS | FAILED | SKIPPED, plus what the runner needs:
 # upstream skips and resets to PENDING by a resume (a cancelled step was RUNNING: RUNNING -> FAILED).
 LEGAL_STEP = {
-    (S.PENDING, S.RUNNING), (S.RUNNING, S.SUCCESS), (S.RUNNING, S.FAILED), (S.RUNNING, S.SKIPPED),
-    (S.PENDING, S.SKIPPED), (S.PENDING, S.PENDING),
-    (S.FAILED, S.PENDING), (S.SKIPPED, S.PENDING), (S.SUCCESS, S.PENDING),
+    (S.PENDING, S.RUNNING),
+    (S.RUNNING, S.SUCCESS),
+    (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.SKIPPED),
+    (S.PENDING, S.SKIPPED),
+    (S.PENDING, S.PENDING),
+    (S.FAILED, S.PENDING),
+    (S.SKIPPED, S.PENDING),
+    (S.SUCCESS, S.PENDING),
 }
 LEGAL_RUN = {
-    (R.RUNNING, R.SUCCESS), (R.RUNNING, R.PARTIAL), (R.RUNNING, R.FAILED), (R.RUNNING, R.CANCELLED),
-    (R.FAILED, R.RUNNING), (R.PARTIAL, R.RUNNING), (R.CANCELLED, R.RUNNING),
+    (R.RUNNING, R.SUCCESS),
+    (R.RUNNING, R.PARTIAL),
+    (R.RUNNING, R.FAILED),
+    (R.RUNNING, R.CANCELLED),
+    (R.FAILED, R.RUNNING),
+    (R.PARTIAL, R.RUNNING),
+    (R.CANCELLED, R.RUNNING),
 }
 
 
@@ -74,10 +85,30 @@ def test_runner_refuses_an_illegal_step_transition_before_writing_it(store, writ
 
     valid = validate_file(write_policy(policy({"id": "a", "type": "core.value"})))
     store.create_run(
-        {"id": "r1", "policy_id": "test", "policy_hash": valid.hash, "policy_json": "{}", "params_json": "{}",
-         "status": "RUNNING", "dry_run": False, "trigger": "manual", "attempt": 1, "started_at": "2024-01-01"},
-        [{"step_id": "a", "position": 0, "phase": "main", "type": "core.value", "side_effects": False,
-          "status": "PENDING", "attempts": 0, "definition_hash": "x"}],
+        {
+            "id": "r1",
+            "policy_id": "test",
+            "policy_hash": valid.hash,
+            "policy_json": "{}",
+            "params_json": "{}",
+            "status": "RUNNING",
+            "dry_run": False,
+            "trigger": "manual",
+            "attempt": 1,
+            "started_at": "2024-01-01",
+        },
+        [
+            {
+                "step_id": "a",
+                "position": 0,
+                "phase": "main",
+                "type": "core.value",
+                "side_effects": False,
+                "status": "PENDING",
+                "attempts": 0,
+                "definition_hash": "x",
+            }
+        ],
     )
     runner = Runner(RunSetup(store=store, valid=valid, run_id="r1", params={}, run_info={"id": "r1"}))
     with pytest.raises(InvalidTransition, match="step 'a': illegal transition PENDING -> SUCCESS"):

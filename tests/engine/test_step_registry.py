@@ -127,7 +127,9 @@ def test_an_intermediate_base_without_type_is_not_registered():
 def test_a_name_registered_twice_by_different_classes_is_an_error(name):
     with pytest.raises(RegistryError) as info:
 
-        class Impostor(Step, type="demo.impostor" if name == "value" else name, aliases=[name] if name == "value" else []):
+        class Impostor(
+            Step, type="demo.impostor" if name == "value" else name, aliases=[name] if name == "value" else []
+        ):
             class Params(BaseModel):
                 pass
 
@@ -136,8 +138,10 @@ def test_a_name_registered_twice_by_different_classes_is_an_error(name):
 
     message = str(info.value)
     assert message.startswith(f"step type {name!r} is registered twice: by Value (steps.core:")
-    assert "and by test_a_name_registered_twice_by_different_classes_is_an_error.<locals>.Impostor (tests.engine." \
-           "test_step_registry:" in message
+    assert (
+        "and by test_a_name_registered_twice_by_different_classes_is_an_error.<locals>.Impostor (tests.engine."
+        "test_step_registry:" in message
+    )
     assert registry.get(name).__module__ == "steps.core"
     assert registry.get("demo.impostor") is None
 
@@ -179,6 +183,7 @@ def test_malformed_step_types_are_refused(body, message):
     if body == "output_not_model":
         namespace["Output"] = dict
     if body != "no_run":
+
         async def run(self: Any, params: Any, ctx: Any) -> None:
             return None
 

@@ -32,14 +32,49 @@ def test_state_dir_holds_the_database(store, state_dir):
 def test_tables_have_the_columns_the_issue_lists(store, state_dir):
     db = state_dir / "engine.db"
     assert {r[0] for r in sql(db, "SELECT name FROM sqlite_master WHERE type = 'table'")} >= {
-        "runs", "step_runs", "step_attempts", "schema_migrations"}
-    assert columns(db, "runs") >= {"id", "policy_id", "policy_hash", "policy_json", "params_json", "status", "dry_run",
-                                   "trigger", "attempt", "started_at", "finished_at", "error"}
-    assert columns(db, "step_runs") >= {"run_id", "step_id", "status", "attempts", "started_at", "finished_at",
-                                        "duration_s", "output_json", "output_hash", "definition_hash", "error",
-                                        "skip_reason"}
-    assert columns(db, "step_attempts") >= {"run_id", "step_id", "run_attempt", "attempt", "status", "started_at",
-                                            "finished_at", "error"}
+        "runs",
+        "step_runs",
+        "step_attempts",
+        "schema_migrations",
+    }
+    assert columns(db, "runs") >= {
+        "id",
+        "policy_id",
+        "policy_hash",
+        "policy_json",
+        "params_json",
+        "status",
+        "dry_run",
+        "trigger",
+        "attempt",
+        "started_at",
+        "finished_at",
+        "error",
+    }
+    assert columns(db, "step_runs") >= {
+        "run_id",
+        "step_id",
+        "status",
+        "attempts",
+        "started_at",
+        "finished_at",
+        "duration_s",
+        "output_json",
+        "output_hash",
+        "definition_hash",
+        "error",
+        "skip_reason",
+    }
+    assert columns(db, "step_attempts") >= {
+        "run_id",
+        "step_id",
+        "run_attempt",
+        "attempt",
+        "status",
+        "started_at",
+        "finished_at",
+        "error",
+    }
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(store, state_dir):
@@ -119,10 +154,30 @@ def test_engine_db_url_replaces_the_sqlite_file(tmp_path, monkeypatch):
 
 def _add_run(store: Store, run_id: str, policy_id: str, status: str, started_at: str) -> None:
     store.create_run(
-        {"id": run_id, "policy_id": policy_id, "policy_hash": "h", "policy_json": "{}", "params_json": "{}",
-         "status": status, "dry_run": False, "trigger": "manual", "attempt": 1, "started_at": started_at},
-        [{"step_id": "s", "position": 0, "phase": "main", "type": "core.value", "side_effects": False,
-          "status": "PENDING", "attempts": 0, "definition_hash": "d"}],
+        {
+            "id": run_id,
+            "policy_id": policy_id,
+            "policy_hash": "h",
+            "policy_json": "{}",
+            "params_json": "{}",
+            "status": status,
+            "dry_run": False,
+            "trigger": "manual",
+            "attempt": 1,
+            "started_at": started_at,
+        },
+        [
+            {
+                "step_id": "s",
+                "position": 0,
+                "phase": "main",
+                "type": "core.value",
+                "side_effects": False,
+                "status": "PENDING",
+                "attempts": 0,
+                "definition_hash": "d",
+            }
+        ],
     )
 
 
@@ -135,8 +190,11 @@ def test_list_and_find_runs(store):
     assert [r["id"][-6:] for r in store.list_runs(status="failed")] == ["cccccc", "bbbbbb"]
     assert [r["id"][-6:] for r in store.list_runs(limit=1)] == ["cccccc"]
     assert store.find_runs("20240102") == ["20240102T000000-bbbbbb"]
-    assert sorted(store.find_runs("2024010")) == ["20240101T000000-aaaaaa", "20240102T000000-bbbbbb",
-                                                   "20240103T000000-cccccc"]
+    assert sorted(store.find_runs("2024010")) == [
+        "20240101T000000-aaaaaa",
+        "20240102T000000-bbbbbb",
+        "20240103T000000-cccccc",
+    ]
     assert store.get_run("nope") is None
 
 
@@ -161,8 +219,9 @@ def test_another_connection_sees_the_running_state(store, state_dir, tmp_path):
     async def watch_while_running() -> None:
         task = asyncio.create_task(run_policy(path, store=store))
         await asyncio.sleep(0.15)
-        seen.extend(sql(state_dir / "engine.db", "SELECT r.status, s.status FROM runs r JOIN step_runs s "
-                                                 "ON s.run_id = r.id"))
+        seen.extend(
+            sql(state_dir / "engine.db", "SELECT r.status, s.status FROM runs r JOIN step_runs s ON s.run_id = r.id")
+        )
         await task
 
     asyncio.run(watch_while_running())

@@ -52,8 +52,11 @@ def test_full_policy_with_every_field_is_valid():
             "opts": {"type": "object", "default": {}},
             "tags": {"type": "array", "default": []},
         },
-        "defaults": {"timeout_s": 30, "on_error": "retry_then_fail",
-                     "retry": {"max_attempts": 2, "backoff_s": 0.5, "max_backoff_s": 5, "jitter": False}},
+        "defaults": {
+            "timeout_s": 30,
+            "on_error": "retry_then_fail",
+            "retry": {"max_attempts": 2, "backoff_s": 0.5, "max_backoff_s": 5, "jitter": False},
+        },
         "max_concurrency": 2,
         "timeout_s": 600,
         "schedule": {"cron": "0 6 * * *"},
@@ -61,14 +64,22 @@ def test_full_policy_with_every_field_is_valid():
         "steps": [
             value_step("fetch", {"rows": [{"amount": 1}]}, description="Fetch."),
             {
-                "id": "check", "type": "core.assert", "depends_on": ["fetch"],
+                "id": "check",
+                "type": "core.assert",
+                "depends_on": ["fetch"],
                 "params": {"condition": {"ref": "ctx.fetch.rows", "op": "not_empty"}, "message": "no rows"},
-                "on_error": "fail_pipeline", "retry": {"max_attempts": 1}, "timeout_s": 5,
+                "on_error": "fail_pipeline",
+                "retry": {"max_attempts": 1},
+                "timeout_s": 5,
                 "trigger_rule": "all_success",
             },
-            value_step("report", {"template": "{{ params.region }}: {{ fetch.rows | length }}"},
-                       skip_if={"ref": "ctx.params.strict", "op": "eq", "value": True},
-                       trigger_rule="all_done", on_error="log_and_continue"),
+            value_step(
+                "report",
+                {"template": "{{ params.region }}: {{ fetch.rows | length }}"},
+                skip_if={"ref": "ctx.params.strict", "op": "eq", "value": True},
+                trigger_rule="all_done",
+                on_error="log_and_continue",
+            ),
         ],
         "on_failure": [value_step("alert", {"ref": "ctx.run.error"})],
     }
@@ -92,10 +103,16 @@ def test_validate_file_reads_the_file_and_remembers_its_path(write_policy):
 @pytest.mark.parametrize(
     ("text", "message", "line", "column"),
     [
-        pytest.param('{\n  "schema_version": 1,\n  "id": "x",\n}', "invalid JSON: Expecting property name enclosed in "
-                     "double quotes", 4, 1, id="trailing-comma"),
-        pytest.param('{"schema_version": 1\n "id": "x"}', "invalid JSON: Expecting ',' delimiter", 2, 2,
-                     id="missing-comma"),
+        pytest.param(
+            '{\n  "schema_version": 1,\n  "id": "x",\n}',
+            "invalid JSON: Expecting property name enclosed in double quotes",
+            4,
+            1,
+            id="trailing-comma",
+        ),
+        pytest.param(
+            '{"schema_version": 1\n "id": "x"}', "invalid JSON: Expecting ',' delimiter", 2, 2, id="missing-comma"
+        ),
         pytest.param("", "invalid JSON: Expecting value", 1, 1, id="empty-file"),
         pytest.param('{"id": "x", "steps": [\n\n', "invalid JSON: Expecting value", 3, 1, id="truncated"),
     ],
@@ -146,37 +163,71 @@ SHAPE_CASES = [
         ],
         id="top-level",
     ),
-    pytest.param({"schema_version": 1, "id": "x"}, [("/steps", "required field 'steps' is missing", None)],
-                 id="steps-missing"),
-    pytest.param({"id": "x", "steps": [value_step("a")]},
-                 [("/schema_version", "required field 'schema_version' is missing", None)], id="version-missing"),
+    pytest.param(
+        {"schema_version": 1, "id": "x"}, [("/steps", "required field 'steps' is missing", None)], id="steps-missing"
+    ),
+    pytest.param(
+        {"id": "x", "steps": [value_step("a")]},
+        [("/schema_version", "required field 'schema_version' is missing", None)],
+        id="version-missing",
+    ),
     pytest.param(
         policy({"id": "A", "type": "core.value"}, id="Bad"),
         [
-            ("/id", "'Bad' does not match the pattern ^[a-z][a-z0-9_-]*$",
-             "use lowercase letters, digits, '_' and '-', starting with a letter"),
-            ("/steps/0/id", "'A' does not match the pattern ^[a-z_][a-z0-9_]*$",
-             "use lowercase letters, digits and '_', starting with a letter or '_'"),
+            (
+                "/id",
+                "'Bad' does not match the pattern ^[a-z][a-z0-9_-]*$",
+                "use lowercase letters, digits, '_' and '-', starting with a letter",
+            ),
+            (
+                "/steps/0/id",
+                "'A' does not match the pattern ^[a-z_][a-z0-9_]*$",
+                "use lowercase letters, digits and '_', starting with a letter or '_'",
+            ),
         ],
         id="id-patterns",
     ),
-    pytest.param(policy(value_step("a"), shedule={}), [("/shedule", "unknown field 'shedule'",
-                                                        "did you mean 'schedule'?")], id="unknown-top-field"),
-    pytest.param(policy({"id": "a", "type": "core.value", "parms": {}}),
-                 [("/steps/0/parms", "unknown field 'parms'", "did you mean 'params'?")], id="unknown-step-field"),
-    pytest.param(policy({"id": "a", "type": "core.value", "zzz": 1}),
-                 [("/steps/0/zzz", "unknown field 'zzz'",
-                   "allowed: id, type, params, depends_on, skip_if, on_error, retry, timeout_s, trigger_rule, "
-                   "description")], id="unknown-step-field-lists-allowed"),
-    pytest.param(policy({"id": "a"}), [("/steps/0/type", "required field 'type' is missing", None)],
-                 id="type-missing"),
     pytest.param(
-        policy({"id": "a", "type": "core.value", "retry": {"max_attempts": 0, "backof_s": 1}, "on_error": "explode",
-                "trigger_rule": "sometimes", "timeout_s": 0}, defaults={"timeout": 1}),
+        policy(value_step("a"), shedule={}),
+        [("/shedule", "unknown field 'shedule'", "did you mean 'schedule'?")],
+        id="unknown-top-field",
+    ),
+    pytest.param(
+        policy({"id": "a", "type": "core.value", "parms": {}}),
+        [("/steps/0/parms", "unknown field 'parms'", "did you mean 'params'?")],
+        id="unknown-step-field",
+    ),
+    pytest.param(
+        policy({"id": "a", "type": "core.value", "zzz": 1}),
+        [
+            (
+                "/steps/0/zzz",
+                "unknown field 'zzz'",
+                "allowed: id, type, params, depends_on, skip_if, on_error, retry, timeout_s, trigger_rule, description",
+            )
+        ],
+        id="unknown-step-field-lists-allowed",
+    ),
+    pytest.param(policy({"id": "a"}), [("/steps/0/type", "required field 'type' is missing", None)], id="type-missing"),
+    pytest.param(
+        policy(
+            {
+                "id": "a",
+                "type": "core.value",
+                "retry": {"max_attempts": 0, "backof_s": 1},
+                "on_error": "explode",
+                "trigger_rule": "sometimes",
+                "timeout_s": 0,
+            },
+            defaults={"timeout": 1},
+        ),
         [
             ("/defaults/timeout", "unknown field 'timeout'", "did you mean 'timeout_s'?"),
-            ("/steps/0/on_error", "must be 'fail_pipeline', 'log_and_continue' or 'retry_then_fail' "
-                                  "(got 'explode')", None),
+            (
+                "/steps/0/on_error",
+                "must be 'fail_pipeline', 'log_and_continue' or 'retry_then_fail' (got 'explode')",
+                None,
+            ),
             ("/steps/0/retry/backof_s", "unknown field 'backof_s'", "did you mean 'backoff_s'?"),
             ("/steps/0/retry/max_attempts", "must be greater than or equal to 1 (got 0)", None),
             ("/steps/0/timeout_s", "must be greater than 0 (got 0)", None),
@@ -193,21 +244,32 @@ SHAPE_CASES = [
         id="run-limits",
     ),
     pytest.param(
-        policy(value_step("a"), params={"n": {"type": "integer", "defualt": 1}, "m": {"type": "int"},
-                                        "k": {"type": "integer", "default": "x"}, "9bad": {"type": "string"}}),
+        policy(
+            value_step("a"),
+            params={
+                "n": {"type": "integer", "defualt": 1},
+                "m": {"type": "int"},
+                "k": {"type": "integer", "default": "x"},
+                "9bad": {"type": "string"},
+            },
+        ),
         [
             ("/params/9bad", "invalid parameter name '9bad'", "use letters, digits and _, not starting with a digit"),
             ("/params/k/default", "default 'x' is not of type integer", None),
-            ("/params/m/type", "must be 'string', 'integer', 'number', 'boolean', 'object' or 'array' "
-                               "(got 'int')", None),
+            (
+                "/params/m/type",
+                "must be 'string', 'integer', 'number', 'boolean', 'object' or 'array' (got 'int')",
+                None,
+            ),
             ("/params/n/defualt", "unknown field 'defualt'", "did you mean 'default'?"),
         ],
         id="param-declarations",
     ),
-    pytest.param(policy(value_step("a"), schedule="daily", retention=[]),
-                 [("/retention", "must be an object", None),
-                  ("/schedule", "must be an object (got 'daily')", None)],
-                 id="reserved-schedule-retention-are-objects"),
+    pytest.param(
+        policy(value_step("a"), schedule="daily", retention=[]),
+        [("/retention", "must be an object", None), ("/schedule", "must be an object (got 'daily')", None)],
+        id="reserved-schedule-retention-are-objects",
+    ),
 ]
 
 
@@ -258,8 +320,9 @@ def test_step_type_alias_is_accepted(alias):
     assert valid.step_types["a"].type == "core.value"
 
 
-@pytest.mark.parametrize("step", [{"id": "Bad", "type": "core.valu"}, {"type": "core.valu"}],
-                         ids=["invalid-id", "missing-id"])
+@pytest.mark.parametrize(
+    "step", [{"id": "Bad", "type": "core.valu"}, {"type": "core.valu"}], ids=["invalid-id", "missing-id"]
+)
 def test_step_with_bad_id_still_gets_its_other_problems_reported(step):
     assert ("/steps/0/type", "unknown step type 'core.valu'", "did you mean 'core.value'?") in problems_of(policy(step))
 
@@ -270,24 +333,36 @@ def test_step_with_bad_id_still_gets_its_other_problems_reported(step):
 @pytest.mark.parametrize(
     ("step", "expected"),
     [
-        pytest.param({"id": "a", "type": "core.value", "params": {"valeu": 1}},
-                     [("/steps/0/params/valeu", "unknown field 'valeu'", "did you mean 'value'?")],
-                     id="unknown-param"),
-        pytest.param({"id": "a", "type": "test.typed", "params": {"count": "abc"}},
-                     [("/steps/0/params/count",
-                       "must be an integer (got 'abc')", None)],
-                     id="wrong-type"),
-        pytest.param({"id": "a", "type": "test.flaky", "params": {}},
-                     [("/steps/0/params/counter_file", "required field 'counter_file' is missing", None)],
-                     id="missing-param"),
-        pytest.param({"id": "a", "type": "core.shell", "params": {"argv": ["echo", 3]}},
-                     [("/steps/0/params/argv/1", "must be a string (got 3)", None)],
-                     id="list-item-pointer"),
-        pytest.param({"id": "a", "type": "core.shell", "params": {"argv": []}},
-                     [("/steps/0/params/argv", "List should have at least 1 item after validation, not 0", None)],
-                     id="constraint"),
-        pytest.param({"id": "a", "type": "core.value", "params": []},
-                     [("/steps/0/params", "must be an object", None)], id="params-not-object"),
+        pytest.param(
+            {"id": "a", "type": "core.value", "params": {"valeu": 1}},
+            [("/steps/0/params/valeu", "unknown field 'valeu'", "did you mean 'value'?")],
+            id="unknown-param",
+        ),
+        pytest.param(
+            {"id": "a", "type": "test.typed", "params": {"count": "abc"}},
+            [("/steps/0/params/count", "must be an integer (got 'abc')", None)],
+            id="wrong-type",
+        ),
+        pytest.param(
+            {"id": "a", "type": "test.flaky", "params": {}},
+            [("/steps/0/params/counter_file", "required field 'counter_file' is missing", None)],
+            id="missing-param",
+        ),
+        pytest.param(
+            {"id": "a", "type": "core.shell", "params": {"argv": ["echo", 3]}},
+            [("/steps/0/params/argv/1", "must be a string (got 3)", None)],
+            id="list-item-pointer",
+        ),
+        pytest.param(
+            {"id": "a", "type": "core.shell", "params": {"argv": []}},
+            [("/steps/0/params/argv", "List should have at least 1 item after validation, not 0", None)],
+            id="constraint",
+        ),
+        pytest.param(
+            {"id": "a", "type": "core.value", "params": []},
+            [("/steps/0/params", "must be an object", None)],
+            id="params-not-object",
+        ),
     ],
 )
 def test_params_are_checked_against_the_params_model(step, expected):
@@ -310,17 +385,25 @@ def test_expression_may_stand_where_a_typed_literal_goes(params):
 
 def test_expressions_inside_lists_and_dicts_of_typed_params():
     doc = policy(
-        {"id": "a", "type": "core.shell",
-         "params": {"argv": ["echo", {"ref": "ctx.params.word"}, {"template": "{{ params.word }}!"}],
-                    "env": {"TOKEN": {"secret": "TOKEN"}}, "parse_json": {"ref": "ctx.params.parse"}}},
+        {
+            "id": "a",
+            "type": "core.shell",
+            "params": {
+                "argv": ["echo", {"ref": "ctx.params.word"}, {"template": "{{ params.word }}!"}],
+                "env": {"TOKEN": {"secret": "TOKEN"}},
+                "parse_json": {"ref": "ctx.params.parse"},
+            },
+        },
         params={"word": {"type": "string", "default": "hi"}, "parse": {"type": "boolean", "default": False}},
     )
     validate_document(doc)
 
 
 def test_expression_does_not_hide_problems_next_to_it():
-    doc = policy({"id": "a", "type": "core.shell", "params": {"argv": [{"ref": "ctx.params.word"}, 3]}},
-                 params={"word": {"type": "string", "default": "hi"}})
+    doc = policy(
+        {"id": "a", "type": "core.shell", "params": {"argv": [{"ref": "ctx.params.word"}, 3]}},
+        params={"word": {"type": "string", "default": "hi"}},
+    )
     assert problems_of(doc) == [("/steps/0/params/argv/1", "must be a string (got 3)", None)]
 
 
@@ -330,17 +413,31 @@ def test_expression_does_not_hide_problems_next_to_it():
 @pytest.mark.parametrize(
     ("step_a", "expected"),
     [
-        pytest.param(value_step("a", depends_on=["bb"]),
-                     ("/steps/0/depends_on/0", "depends on unknown step 'bb'", "did you mean 'b'?"), id="depends_on"),
-        pytest.param(value_step("a", {"ref": "ctx.bb.x"}),
-                     ("/steps/0/params/value/ref", "ref to unknown step 'bb'", "did you mean 'b'?"), id="ref"),
-        pytest.param(value_step("a", [{"k": {"ref": "ctx.zzz"}}]),
-                     ("/steps/0/params/value/0/k/ref", "ref to unknown step 'zzz'", None), id="nested-ref"),
-        pytest.param({"id": "a", "type": "core.assert", "params": {"condition": {"ref": "ctx.zz.x", "op": "exists"}}},
-                     ("/steps/0/params/condition/ref", "ref to unknown step 'zz'", None), id="condition-param-ref"),
-        pytest.param(value_step("a", skip_if={"ref": "ctx.c.x", "op": "eq", "value": {"ref": "ctx.bb.y"}}),
-                     ("/steps/0/skip_if/value/ref", "ref to unknown step 'bb'", "did you mean 'b'?"),
-                     id="skip_if-right-side"),
+        pytest.param(
+            value_step("a", depends_on=["bb"]),
+            ("/steps/0/depends_on/0", "depends on unknown step 'bb'", "did you mean 'b'?"),
+            id="depends_on",
+        ),
+        pytest.param(
+            value_step("a", {"ref": "ctx.bb.x"}),
+            ("/steps/0/params/value/ref", "ref to unknown step 'bb'", "did you mean 'b'?"),
+            id="ref",
+        ),
+        pytest.param(
+            value_step("a", [{"k": {"ref": "ctx.zzz"}}]),
+            ("/steps/0/params/value/0/k/ref", "ref to unknown step 'zzz'", None),
+            id="nested-ref",
+        ),
+        pytest.param(
+            {"id": "a", "type": "core.assert", "params": {"condition": {"ref": "ctx.zz.x", "op": "exists"}}},
+            ("/steps/0/params/condition/ref", "ref to unknown step 'zz'", None),
+            id="condition-param-ref",
+        ),
+        pytest.param(
+            value_step("a", skip_if={"ref": "ctx.c.x", "op": "eq", "value": {"ref": "ctx.bb.y"}}),
+            ("/steps/0/skip_if/value/ref", "ref to unknown step 'bb'", "did you mean 'b'?"),
+            id="skip_if-right-side",
+        ),
     ],
 )
 def test_reference_to_unknown_step(step_a, expected):
@@ -350,10 +447,16 @@ def test_reference_to_unknown_step(step_a, expected):
 @pytest.mark.parametrize(
     ("ref", "expected"),
     [
-        pytest.param("ctx.t.cuont", ("ref 'ctx.t.cuont': step 't' (test.typed) has no output field 'cuont'",
-                                     "did you mean 'count'?"), id="near-miss"),
-        pytest.param("ctx.t.zzz", ("ref 'ctx.t.zzz': step 't' (test.typed) has no output field 'zzz'",
-                                   "its output has: count, items, label"), id="lists-fields"),
+        pytest.param(
+            "ctx.t.cuont",
+            ("ref 'ctx.t.cuont': step 't' (test.typed) has no output field 'cuont'", "did you mean 'count'?"),
+            id="near-miss",
+        ),
+        pytest.param(
+            "ctx.t.zzz",
+            ("ref 'ctx.t.zzz': step 't' (test.typed) has no output field 'zzz'", "its output has: count, items, label"),
+            id="lists-fields",
+        ),
     ],
 )
 def test_ref_to_field_the_output_model_does_not_have(ref, expected):
@@ -423,17 +526,25 @@ def test_ref_through_a_list_of_output_models_is_valid(nested_output_type, ref):
 
 def test_ref_to_missing_field_of_a_list_item_model_is_reported(nested_output_type):
     assert problems_of(_nested_doc("ctx.t.items.0.nam")) == [
-        ("/steps/1/params/value/ref",
-         "ref 'ctx.t.items.0.nam': step 't' (test.nested_output) has no output field 'nam'", "did you mean 'name'?")
+        (
+            "/steps/1/params/value/ref",
+            "ref 'ctx.t.items.0.nam': step 't' (test.nested_output) has no output field 'nam'",
+            "did you mean 'name'?",
+        )
     ]
 
 
 def test_ref_to_output_field_uses_the_field_alias():
-    doc = policy({"id": "sh", "type": "core.shell", "params": {"argv": ["true"]}},
-                 value_step("a", [{"ref": "ctx.sh.json"}, {"ref": "ctx.sh.json_"}]))
+    doc = policy(
+        {"id": "sh", "type": "core.shell", "params": {"argv": ["true"]}},
+        value_step("a", [{"ref": "ctx.sh.json"}, {"ref": "ctx.sh.json_"}]),
+    )
     assert problems_of(doc) == [
-        ("/steps/1/params/value/1/ref", "ref 'ctx.sh.json_': step 'sh' (core.shell) has no output field 'json_'",
-         "did you mean 'json'?")
+        (
+            "/steps/1/params/value/1/ref",
+            "ref 'ctx.sh.json_': step 'sh' (core.shell) has no output field 'json_'",
+            "did you mean 'json'?",
+        )
     ]
 
 
@@ -456,8 +567,9 @@ def test_refs_and_templates_make_dependencies():
 
 
 def test_duplicate_dependencies_are_counted_once():
-    valid = validate_document(policy(value_step("a"), value_step("b", [{"ref": "ctx.a"}, {"ref": "ctx.a.x"}],
-                                                                   depends_on=["a"])))
+    valid = validate_document(
+        policy(value_step("a"), value_step("b", [{"ref": "ctx.a"}, {"ref": "ctx.a.x"}], depends_on=["a"]))
+    )
     assert valid.deps["b"] == ["a"]
 
 
@@ -469,22 +581,36 @@ def test_duplicate_dependencies_are_counted_once():
     [
         pytest.param(value_step("a", {"ref": "ctx.alert"}), "/steps/0/params/value/ref", "ref to", id="ref"),
         pytest.param(value_step("a", depends_on=["alert"]), "/steps/0/depends_on/0", "depends on", id="depends_on"),
-        pytest.param(value_step("a", {"template": "{{ alert }}"}), "/steps/0/params/value/template", "template uses",
-                     id="template"),
-        pytest.param(value_step("a", skip_if={"ref": "ctx.alert", "op": "exists"}), "/steps/0/skip_if/ref", "ref to",
-                     id="skip_if"),
+        pytest.param(
+            value_step("a", {"template": "{{ alert }}"}),
+            "/steps/0/params/value/template",
+            "template uses",
+            id="template",
+        ),
+        pytest.param(
+            value_step("a", skip_if={"ref": "ctx.alert", "op": "exists"}),
+            "/steps/0/skip_if/ref",
+            "ref to",
+            id="skip_if",
+        ),
     ],
 )
 def test_main_steps_cannot_reference_on_failure_steps(step, pointer, what):
     doc = policy(step, on_failure=[value_step("alert")])
-    assert problems_of(doc) == [(pointer, f"{what} on_failure step 'alert' from a main step",
-                                 "main steps cannot use on_failure steps")]
+    assert problems_of(doc) == [
+        (pointer, f"{what} on_failure step 'alert' from a main step", "main steps cannot use on_failure steps")
+    ]
 
 
 def test_on_failure_steps_may_reference_main_steps_and_each_other():
-    doc = policy(value_step("a", 1), value_step("b", 2),
-                 on_failure=[value_step("alert", {"ref": "ctx.a"}, depends_on=["b"]),
-                             value_step("page", {"template": "{{ alert }} {{ b }}"})])
+    doc = policy(
+        value_step("a", 1),
+        value_step("b", 2),
+        on_failure=[
+            value_step("alert", {"ref": "ctx.a"}, depends_on=["b"]),
+            value_step("page", {"template": "{{ alert }} {{ b }}"}),
+        ],
+    )
     valid = validate_document(doc)
     # main steps are all finished before on_failure steps start: only on_failure deps order them
     assert valid.deps == {"a": [], "b": [], "alert": [], "page": ["alert"]}
@@ -492,8 +618,9 @@ def test_on_failure_steps_may_reference_main_steps_and_each_other():
 
 @pytest.mark.parametrize("field", ["error", "failed_steps"])
 def test_ctx_run_error_only_in_on_failure_steps(field):
-    doc = policy(value_step("a", {"ref": f"ctx.run.{field}"}),
-                 on_failure=[value_step("alert", {"ref": f"ctx.run.{field}"})])
+    doc = policy(
+        value_step("a", {"ref": f"ctx.run.{field}"}), on_failure=[value_step("alert", {"ref": f"ctx.run.{field}"})]
+    )
     assert problems_of(doc) == [
         ("/steps/0/params/value/ref", f"ref 'ctx.run.{field}': ctx.run.{field} is only set in on_failure steps", None)
     ]
@@ -506,8 +633,11 @@ def test_ctx_run_fields_available_to_main_steps(field):
 
 def test_unknown_ctx_run_field():
     assert problems_of(policy(value_step("a", {"ref": "ctx.run.foo"}))) == [
-        ("/steps/0/params/value/ref", "ref 'ctx.run.foo': ctx.run has no 'foo'",
-         "ctx.run has: id, policy_id, started_at, dry_run, attempt, trigger, scheduled_for, error, failed_steps")
+        (
+            "/steps/0/params/value/ref",
+            "ref 'ctx.run.foo': ctx.run has no 'foo'",
+            "ctx.run has: id, policy_id, started_at, dry_run, attempt, trigger, scheduled_for, error, failed_steps",
+        )
     ]
 
 
@@ -523,8 +653,9 @@ def test_unknown_ctx_run_field():
 )
 def test_ref_to_undeclared_param(declared, hint):
     doc = policy(value_step("a", {"ref": "ctx.params.regoin"}), params=declared)
-    assert problems_of(doc) == [("/steps/0/params/value/ref", "ref 'ctx.params.regoin': unknown parameter 'regoin'",
-                                 hint)]
+    assert problems_of(doc) == [
+        ("/steps/0/params/value/ref", "ref 'ctx.params.regoin': unknown parameter 'regoin'", hint)
+    ]
 
 
 def test_ref_to_all_params_is_valid():
@@ -549,7 +680,11 @@ def test_malformed_ref(ref, message):
 @pytest.mark.parametrize("name", ["1BAD", "has space", ""])
 def test_invalid_secret_name(name):
     assert problems_of(policy(value_step("a", {"secret": name}))) == [
-        ("/steps/0/params/value/secret", f"invalid secret name {name!r}", "name an environment variable, e.g. SMTP_PASSWORD")
+        (
+            "/steps/0/params/value/secret",
+            f"invalid secret name {name!r}",
+            "name an environment variable, e.g. SMTP_PASSWORD",
+        )
     ]
 
 
@@ -568,22 +703,35 @@ def test_a_dict_with_an_expression_key_and_more_keys_is_a_literal():
 @pytest.mark.parametrize(
     ("template", "expected"),
     [
-        pytest.param("{{ foo }}", [("template uses unknown name 'foo'",
-                                    "templates can use params, run and step ids (without 'ctx.')")], id="unknown"),
-        pytest.param("{{ paramz.x }}", [("template uses unknown name 'paramz'", "did you mean 'params'?")],
-                     id="near-params"),
-        pytest.param("{{ fetc.rows }}", [("template uses unknown name 'fetc'", "did you mean 'fetch'?")],
-                     id="near-step"),
-        pytest.param("{{ ctx.params.x }}", [("template uses unknown name 'ctx'",
-                                             "templates can use params, run and step ids (without 'ctx.')")],
-                     id="ctx-prefix"),
-        pytest.param("{{ x", [("template syntax error on line 1: unexpected end of template, expected "
-                               "'end of print statement'.", None)], id="syntax"),
-        pytest.param("{{ zed }}{{ abc }}", [("template uses unknown name 'abc'",
-                                             "templates can use params, run and step ids (without 'ctx.')"),
-                                            ("template uses unknown name 'zed'",
-                                             "templates can use params, run and step ids (without 'ctx.')")],
-                     id="every-name-reported"),
+        pytest.param(
+            "{{ foo }}",
+            [("template uses unknown name 'foo'", "templates can use params, run and step ids (without 'ctx.')")],
+            id="unknown",
+        ),
+        pytest.param(
+            "{{ paramz.x }}", [("template uses unknown name 'paramz'", "did you mean 'params'?")], id="near-params"
+        ),
+        pytest.param(
+            "{{ fetc.rows }}", [("template uses unknown name 'fetc'", "did you mean 'fetch'?")], id="near-step"
+        ),
+        pytest.param(
+            "{{ ctx.params.x }}",
+            [("template uses unknown name 'ctx'", "templates can use params, run and step ids (without 'ctx.')")],
+            id="ctx-prefix",
+        ),
+        pytest.param(
+            "{{ x",
+            [("template syntax error on line 1: unexpected end of template, expected 'end of print statement'.", None)],
+            id="syntax",
+        ),
+        pytest.param(
+            "{{ zed }}{{ abc }}",
+            [
+                ("template uses unknown name 'abc'", "templates can use params, run and step ids (without 'ctx.')"),
+                ("template uses unknown name 'zed'", "templates can use params, run and step ids (without 'ctx.')"),
+            ],
+            id="every-name-reported",
+        ),
     ],
 )
 def test_template_problems(template, expected):
@@ -608,19 +756,40 @@ def test_template_local_names_are_not_dependencies():
 @pytest.mark.parametrize(
     ("skip_if", "expected"),
     [
-        pytest.param({"ref": "ctx.params.x", "op": "equals", "value": 1},
-                     [("/steps/0/skip_if/op", "unknown op 'equals'", OPS_HINT)], id="unknown-op"),
-        pytest.param({"ref": "ctx.params.x", "op": "is_emty"},
-                     [("/steps/0/skip_if/op", "unknown op 'is_emty'", "did you mean 'is_empty'?")], id="near-op"),
-        pytest.param({"ref": "ctx.params.x", "op": "eq", "vlaue": 1},
-                     [("/steps/0/skip_if", "op 'eq' needs a 'value' (a literal or {\"ref\": ...})", None),
-                      ("/steps/0/skip_if/vlaue", "unknown key 'vlaue' in a comparison", "did you mean 'value'?")],
-                     id="unknown-key"),
-        pytest.param({"all": [{"ref": "ctx.params.y", "op": "exists"}]},
-                     [("/steps/0/skip_if/all/0/ref", "ref 'ctx.params.y': unknown parameter 'y'",
-                       "declare it under the policy's 'params'")], id="undeclared-param-in-condition"),
-        pytest.param("yes", [("/steps/0/skip_if", "a condition must be an object or true/false, not a string",
-                              None)], id="string"),
+        pytest.param(
+            {"ref": "ctx.params.x", "op": "equals", "value": 1},
+            [("/steps/0/skip_if/op", "unknown op 'equals'", OPS_HINT)],
+            id="unknown-op",
+        ),
+        pytest.param(
+            {"ref": "ctx.params.x", "op": "is_emty"},
+            [("/steps/0/skip_if/op", "unknown op 'is_emty'", "did you mean 'is_empty'?")],
+            id="near-op",
+        ),
+        pytest.param(
+            {"ref": "ctx.params.x", "op": "eq", "vlaue": 1},
+            [
+                ("/steps/0/skip_if", "op 'eq' needs a 'value' (a literal or {\"ref\": ...})", None),
+                ("/steps/0/skip_if/vlaue", "unknown key 'vlaue' in a comparison", "did you mean 'value'?"),
+            ],
+            id="unknown-key",
+        ),
+        pytest.param(
+            {"all": [{"ref": "ctx.params.y", "op": "exists"}]},
+            [
+                (
+                    "/steps/0/skip_if/all/0/ref",
+                    "ref 'ctx.params.y': unknown parameter 'y'",
+                    "declare it under the policy's 'params'",
+                )
+            ],
+            id="undeclared-param-in-condition",
+        ),
+        pytest.param(
+            "yes",
+            [("/steps/0/skip_if", "a condition must be an object or true/false, not a string", None)],
+            id="string",
+        ),
     ],
 )
 def test_condition_problems_have_pointers(skip_if, expected):
@@ -629,8 +798,10 @@ def test_condition_problems_have_pointers(skip_if, expected):
 
 
 def test_condition_param_of_a_step_type_is_parsed():
-    doc = policy({"id": "a", "type": "core.assert", "params": {"condition": {"ref": "ctx.params.x", "op": "bad"}}},
-                 params={"x": {"type": "integer", "default": 1}})
+    doc = policy(
+        {"id": "a", "type": "core.assert", "params": {"condition": {"ref": "ctx.params.x", "op": "bad"}}},
+        params={"x": {"type": "integer", "default": 1}},
+    )
     assert problems_of(doc) == [("/steps/0/params/condition/op", "unknown op 'bad'", OPS_HINT)]
 
 
@@ -641,22 +812,41 @@ def test_condition_param_of_a_step_type_is_parsed():
     ("steps", "expected"),
     [
         pytest.param([value_step("a", depends_on=["a"])], [("/steps/0", "dependency cycle: a -> a")], id="self-loop"),
-        pytest.param([value_step("a", depends_on=["b"]), value_step("b", depends_on=["a"])],
-                     [("/steps/0", "dependency cycle: a -> b -> a")], id="two"),
-        pytest.param([value_step("a", depends_on=["c"]), value_step("b", depends_on=["a"]),
-                      value_step("c", depends_on=["b"])],
-                     [("/steps/0", "dependency cycle: a -> b -> c -> a")], id="three"),
-        pytest.param([value_step("x"), value_step("b", depends_on=["c"]), value_step("c", depends_on=["d"]),
-                      value_step("d", depends_on=["b", "x"])],
-                     [("/steps/1", "dependency cycle: b -> d -> c -> b")], id="starts-at-first-in-policy-order"),
-        pytest.param([value_step("a", {"ref": "ctx.b.v"}), value_step("b", {"template": "{{ a }}"})],
-                     [("/steps/0", "dependency cycle: a -> b -> a")], id="through-ref-and-template"),
-        pytest.param([value_step("a", skip_if={"ref": "ctx.b", "op": "exists"}), value_step("b", depends_on=["a"])],
-                     [("/steps/0", "dependency cycle: a -> b -> a")], id="through-skip_if"),
-        pytest.param([value_step("a", depends_on=["a"]), value_step("b", depends_on=["c"]),
-                      value_step("c", depends_on=["b"])],
-                     [("/steps/0", "dependency cycle: a -> a"), ("/steps/1", "dependency cycle: b -> c -> b")],
-                     id="every-cycle-reported"),
+        pytest.param(
+            [value_step("a", depends_on=["b"]), value_step("b", depends_on=["a"])],
+            [("/steps/0", "dependency cycle: a -> b -> a")],
+            id="two",
+        ),
+        pytest.param(
+            [value_step("a", depends_on=["c"]), value_step("b", depends_on=["a"]), value_step("c", depends_on=["b"])],
+            [("/steps/0", "dependency cycle: a -> b -> c -> a")],
+            id="three",
+        ),
+        pytest.param(
+            [
+                value_step("x"),
+                value_step("b", depends_on=["c"]),
+                value_step("c", depends_on=["d"]),
+                value_step("d", depends_on=["b", "x"]),
+            ],
+            [("/steps/1", "dependency cycle: b -> d -> c -> b")],
+            id="starts-at-first-in-policy-order",
+        ),
+        pytest.param(
+            [value_step("a", {"ref": "ctx.b.v"}), value_step("b", {"template": "{{ a }}"})],
+            [("/steps/0", "dependency cycle: a -> b -> a")],
+            id="through-ref-and-template",
+        ),
+        pytest.param(
+            [value_step("a", skip_if={"ref": "ctx.b", "op": "exists"}), value_step("b", depends_on=["a"])],
+            [("/steps/0", "dependency cycle: a -> b -> a")],
+            id="through-skip_if",
+        ),
+        pytest.param(
+            [value_step("a", depends_on=["a"]), value_step("b", depends_on=["c"]), value_step("c", depends_on=["b"])],
+            [("/steps/0", "dependency cycle: a -> a"), ("/steps/1", "dependency cycle: b -> c -> b")],
+            id="every-cycle-reported",
+        ),
     ],
 )
 def test_cycles_are_printed_as_their_path(steps, expected):
@@ -679,7 +869,10 @@ def test_every_problem_is_reported_at_once_sorted_by_location():
         value_step("a", depends_on=["b"], skip_if={"ref": "ctx.params.region", "op": "bigger", "value": 1}),
         value_step("b", {"template": "{{ a }} {{ nope }}"}, retry={"max_attempt": 2}),
         value_step("c", {"ref": "ctx.run.error"}),
-        value_step("d"), value_step("e"), value_step("f"), value_step("g"),
+        value_step("d"),
+        value_step("e"),
+        value_step("f"),
+        value_step("g"),
         {"id": "h", "type": "test.typed", "params": {"count": "many"}},
         params={"region": {"type": "string", "default": "eu"}},
         max_concurrency="lots",
@@ -710,8 +903,11 @@ def test_policy_error_from_a_file_names_the_file_and_the_place(write_policy):
     assert info.value.source == str(path)
     assert info.value.exit_code == 2
     (problem,) = info.value.problems
-    assert (problem.pointer, problem.message, problem.hint) == ("/steps/0/depends_on/0", "depends on unknown step 'zz'",
-                                                                None)
+    assert (problem.pointer, problem.message, problem.hint) == (
+        "/steps/0/depends_on/0",
+        "depends on unknown step 'zz'",
+        None,
+    )
     assert str(info.value).startswith(f"{path}: 1 problem\n  /steps/0/depends_on/0")
     assert str(info.value).endswith(": depends on unknown step 'zz'")
 
@@ -722,15 +918,18 @@ def test_problem_line_and_column_point_at_the_value_in_the_file(write_policy):
         validate_file(path)
     (problem,) = info.value.problems
     line = path.read_text().splitlines()[problem.line - 1]
-    assert line[problem.column - 1:].startswith('"type": "core.valu"')
+    assert line[problem.column - 1 :].startswith('"type": "core.valu"')
 
 
 def test_problem_rendering():
     problem = Problem("/steps/3/type", "unknown step type 'core.valu'", hint="did you mean 'core.value'?")
     assert str(problem) == "/steps/3/type: unknown step type 'core.valu' (did you mean 'core.value'?)"
     assert str(Problem("", "bad")) == "/: bad"
-    assert problem.to_dict() == {"pointer": "/steps/3/type", "message": "unknown step type 'core.valu'",
-                                 "hint": "did you mean 'core.value'?"}
+    assert problem.to_dict() == {
+        "pointer": "/steps/3/type",
+        "message": "unknown step type 'core.valu'",
+        "hint": "did you mean 'core.value'?",
+    }
 
 
 def test_pointers_escape_slash_and_tilde():
@@ -827,19 +1026,35 @@ def test_check_params_defaults_and_overrides():
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        pytest.param({"reigon": "x"}, [("/params/reigon", "undeclared parameter 'reigon'", "did you mean 'region'?")],
-                     id="undeclared-near"),
-        pytest.param({"zzz": "x"}, [("/params/zzz", "undeclared parameter 'zzz'", "declared: count, region")],
-                     id="undeclared-lists"),
-        pytest.param({"count": "3"}, [("/params/count", "parameter 'count' must be of type integer, got '3'", None)],
-                     id="ill-typed"),
-        pytest.param({"count": True}, [("/params/count", "parameter 'count' must be of type integer, got True", None)],
-                     id="bool-is-not-integer"),
+        pytest.param(
+            {"reigon": "x"},
+            [("/params/reigon", "undeclared parameter 'reigon'", "did you mean 'region'?")],
+            id="undeclared-near",
+        ),
+        pytest.param(
+            {"zzz": "x"},
+            [("/params/zzz", "undeclared parameter 'zzz'", "declared: count, region")],
+            id="undeclared-lists",
+        ),
+        pytest.param(
+            {"count": "3"},
+            [("/params/count", "parameter 'count' must be of type integer, got '3'", None)],
+            id="ill-typed",
+        ),
+        pytest.param(
+            {"count": True},
+            [("/params/count", "parameter 'count' must be of type integer, got True", None)],
+            id="bool-is-not-integer",
+        ),
     ],
 )
 def test_check_params_errors(overrides, expected):
-    pol = validate_document(policy(value_step("a"), params={"region": {"type": "string", "default": "eu"},
-                                                            "count": {"type": "integer", "default": 1}})).policy
+    pol = validate_document(
+        policy(
+            value_step("a"),
+            params={"region": {"type": "string", "default": "eu"}, "count": {"type": "integer", "default": 1}},
+        )
+    ).policy
     with pytest.raises(PolicyError) as info:
         check_params(pol, overrides)
     assert [(p.pointer, p.message, p.hint) for p in info.value.problems] == expected
@@ -867,8 +1082,11 @@ def test_param_undeclared_when_policy_declares_none():
 def test_run_params_reports_every_bad_param_with_the_file(write_policy):
     from engine.api import run_params
 
-    path = write_policy(policy(value_step("a"), params={"i": {"type": "integer", "default": 1},
-                                                        "b": {"type": "boolean", "default": True}}))
+    path = write_policy(
+        policy(
+            value_step("a"), params={"i": {"type": "integer", "default": 1}, "b": {"type": "boolean", "default": True}}
+        )
+    )
     valid = validate_file(path)
     assert run_params(valid, {"i": "7"}, {"b": False}) == {"i": 7, "b": False}
     assert run_params(valid, {"i": "7"}, {"i": 1}) == {"i": 7, "b": True}  # --param strings win

@@ -62,8 +62,11 @@ def test_iter_expressions_finds_every_depth_with_pointers():
 
 @pytest.mark.parametrize(
     ("text", "path"),
-    [("ctx.a", ("a",)), ("ctx.fetch_sales.rows.0.amount", ("fetch_sales", "rows", "0", "amount")),
-     ("ctx.params.x", ("params", "x"))],
+    [
+        ("ctx.a", ("a",)),
+        ("ctx.fetch_sales.rows.0.amount", ("fetch_sales", "rows", "0", "amount")),
+        ("ctx.params.x", ("params", "x")),
+    ],
 )
 def test_parse_ref(text, path):
     assert parse_ref(text) == path
@@ -78,8 +81,9 @@ def test_parse_ref(text, path):
         pytest.param("ctx.fetch.rows.1.amount", 7, id="list-index-then-key"),
         pytest.param("ctx.fetch.rows.0", {"amount": 5}, id="list-index"),
         pytest.param("ctx.fetch.name", "sales", id="key"),
-        pytest.param("ctx.fetch", {"rows": [{"amount": 5}, {"amount": 7}], "name": "sales", "empty": None},
-                     id="whole-output"),
+        pytest.param(
+            "ctx.fetch", {"rows": [{"amount": 5}, {"amount": 7}], "name": "sales", "empty": None}, id="whole-output"
+        ),
         pytest.param("ctx.params.region", "eu", id="param"),
         pytest.param("ctx.params", {"region": "eu", "n": 3}, id="all-params"),
         pytest.param("ctx.run.id", "r1", id="run-field"),
@@ -96,20 +100,42 @@ def test_ref_lookup(ctx, ref, expected):
 @pytest.mark.parametrize(
     ("ref", "message"),
     [
-        pytest.param("ctx.fetch.rows.5.amount", "ref ctx.fetch.rows.5.amount at /steps/1/params/x not found: "
-                     "ctx.fetch.rows has 2 items, no index '5'", id="index-out-of-range"),
-        pytest.param("ctx.fetch.rows.first", "ref ctx.fetch.rows.first at /steps/1/params/x not found: "
-                     "ctx.fetch.rows has 2 items, no index 'first'", id="index-not-a-number"),
-        pytest.param("ctx.fetch.nope", "ref ctx.fetch.nope at /steps/1/params/x not found: "
-                     "ctx.fetch has no 'nope' (it has: empty, name, rows)", id="missing-key"),
-        pytest.param("ctx.fetch.rows.0.price", "ref ctx.fetch.rows.0.price at /steps/1/params/x not found: "
-                     "ctx.fetch.rows.0 has no 'price' (it has: amount)", id="missing-key-in-list-item"),
-        pytest.param("ctx.fetch.name.first", "ref ctx.fetch.name.first at /steps/1/params/x not found: "
-                     "ctx.fetch.name is a str, not an object or list", id="into-a-string"),
-        pytest.param("ctx.later", "ref ctx.later at /steps/1/params/x not found: "
-                     "ctx has no 'later' (it has: fetch, params, run)", id="step-without-output"),
-        pytest.param("ctx.params.zone", "ref ctx.params.zone at /steps/1/params/x not found: "
-                     "ctx.params has no 'zone' (it has: n, region)", id="missing-param"),
+        pytest.param(
+            "ctx.fetch.rows.5.amount",
+            "ref ctx.fetch.rows.5.amount at /steps/1/params/x not found: ctx.fetch.rows has 2 items, no index '5'",
+            id="index-out-of-range",
+        ),
+        pytest.param(
+            "ctx.fetch.rows.first",
+            "ref ctx.fetch.rows.first at /steps/1/params/x not found: ctx.fetch.rows has 2 items, no index 'first'",
+            id="index-not-a-number",
+        ),
+        pytest.param(
+            "ctx.fetch.nope",
+            "ref ctx.fetch.nope at /steps/1/params/x not found: ctx.fetch has no 'nope' (it has: empty, name, rows)",
+            id="missing-key",
+        ),
+        pytest.param(
+            "ctx.fetch.rows.0.price",
+            "ref ctx.fetch.rows.0.price at /steps/1/params/x not found: "
+            "ctx.fetch.rows.0 has no 'price' (it has: amount)",
+            id="missing-key-in-list-item",
+        ),
+        pytest.param(
+            "ctx.fetch.name.first",
+            "ref ctx.fetch.name.first at /steps/1/params/x not found: ctx.fetch.name is a str, not an object or list",
+            id="into-a-string",
+        ),
+        pytest.param(
+            "ctx.later",
+            "ref ctx.later at /steps/1/params/x not found: ctx has no 'later' (it has: fetch, params, run)",
+            id="step-without-output",
+        ),
+        pytest.param(
+            "ctx.params.zone",
+            "ref ctx.params.zone at /steps/1/params/x not found: ctx.params has no 'zone' (it has: n, region)",
+            id="missing-param",
+        ),
     ],
 )
 def test_missing_ref_path_message_names_the_path(ctx, ref, message):
@@ -138,7 +164,9 @@ def test_resolve_walks_dicts_and_lists_and_leaves_literals(ctx):
 def test_resolve_leaves_condition_fields_alone(ctx):
     params = {"condition": {"ref": "ctx.fetch.nope", "op": "exists"}, "message": {"ref": "ctx.fetch.name"}}
     assert resolve(params, ctx, skip=frozenset({"condition"})) == {
-        "condition": {"ref": "ctx.fetch.nope", "op": "exists"}, "message": "sales"}
+        "condition": {"ref": "ctx.fetch.nope", "op": "exists"},
+        "message": "sales",
+    }
 
 
 @pytest.mark.parametrize(
@@ -156,8 +184,9 @@ def test_literal_is_never_resolved(ctx, payload):
 @pytest.mark.parametrize(
     ("template", "expected"),
     [
-        pytest.param("Sales for {{ params.region }} ({{ run.started_at[:10] }})", "Sales for eu (2024-05-06)",
-                     id="issue-example"),
+        pytest.param(
+            "Sales for {{ params.region }} ({{ run.started_at[:10] }})", "Sales for eu (2024-05-06)", id="issue-example"
+        ),
         pytest.param("{{ fetch.rows[1].amount + fetch.rows[0]['amount'] }}", "12", id="step-output"),
         pytest.param("{% for r in fetch.rows %}{{ r.amount }},{% endfor %}", "5,7,", id="loop"),
         pytest.param("{{ fetch.rows | length }}", "2", id="filter"),
@@ -172,16 +201,31 @@ def test_render_template(ctx, template, expected):
 @pytest.mark.parametrize(
     ("template", "message"),
     [
-        pytest.param("{{ nope }}", "template at /steps/0/params/t: 'nope' is undefined "
-                     "(names available: params, run and step ids)", id="unknown-name"),
-        pytest.param("{{ params.zone }}", "template at /steps/0/params/t: 'dict object' has no attribute 'zone' "
-                     "(names available: params, run and step ids)", id="unknown-attribute"),
-        pytest.param("{{ nope | upper }}", "template at /steps/0/params/t: 'nope' is undefined "
-                     "(names available: params, run and step ids)", id="unknown-in-filter"),
-        pytest.param("{{ 1 / 0 }}", "template at /steps/0/params/t: ZeroDivisionError: division by zero",
-                     id="runtime-error"),
-        pytest.param("{{ x", "template at /steps/0/params/t: syntax error on line 1: unexpected end of template, "
-                     "expected 'end of print statement'.", id="syntax"),
+        pytest.param(
+            "{{ nope }}",
+            "template at /steps/0/params/t: 'nope' is undefined (names available: params, run and step ids)",
+            id="unknown-name",
+        ),
+        pytest.param(
+            "{{ params.zone }}",
+            "template at /steps/0/params/t: 'dict object' has no attribute 'zone' "
+            "(names available: params, run and step ids)",
+            id="unknown-attribute",
+        ),
+        pytest.param(
+            "{{ nope | upper }}",
+            "template at /steps/0/params/t: 'nope' is undefined (names available: params, run and step ids)",
+            id="unknown-in-filter",
+        ),
+        pytest.param(
+            "{{ 1 / 0 }}", "template at /steps/0/params/t: ZeroDivisionError: division by zero", id="runtime-error"
+        ),
+        pytest.param(
+            "{{ x",
+            "template at /steps/0/params/t: syntax error on line 1: unexpected end of template, "
+            "expected 'end of print statement'.",
+            id="syntax",
+        ),
     ],
 )
 def test_template_errors(ctx, template, message):
@@ -204,8 +248,9 @@ def test_template_errors(ctx, template, message):
 def test_template_sandbox_refuses_unsafe_access(ctx, template, attribute, owner):
     with pytest.raises(TemplateError) as info:
         render_template(template, ctx, "/steps/0/params/t")
-    assert str(info.value).startswith("template at /steps/0/params/t: not allowed in the sandbox: access to attribute "
-                                      f"'{attribute}' of '{owner}")
+    assert str(info.value).startswith(
+        f"template at /steps/0/params/t: not allowed in the sandbox: access to attribute '{attribute}' of '{owner}"
+    )
     assert ctx.data["params"] == {"region": "eu", "n": 3}
     assert ctx.data["fetch"]["rows"] == [{"amount": 5}, {"amount": 7}]
 
@@ -222,14 +267,20 @@ def test_secret_is_read_from_the_environment_and_registered_for_redaction(ctx, m
 def test_missing_secret_error_names_variable_and_place():
     with pytest.raises(SecretError) as info:
         read_secret("NOT_SET_123", "/steps/0/params/password")
-    assert str(info.value) == ("secret 'NOT_SET_123' (at /steps/0/params/password) is not set: "
-                               "set the environment variable NOT_SET_123")
+    assert str(info.value) == (
+        "secret 'NOT_SET_123' (at /steps/0/params/password) is not set: set the environment variable NOT_SET_123"
+    )
     assert info.value.retryable is False
 
 
 def test_mask_secrets_for_previews():
     params = {"a": {"secret": "X"}, "b": [{"secret": "Y"}, 1], "c": {"ref": "ctx.x"}, "d": {"literal": {"secret": "Z"}}}
-    assert mask_secrets(params) == {"a": "***", "b": ["***", 1], "c": {"ref": "ctx.x"}, "d": {"literal": {"secret": "Z"}}}
+    assert mask_secrets(params) == {
+        "a": "***",
+        "b": ["***", 1],
+        "c": {"ref": "ctx.x"},
+        "d": {"literal": {"secret": "Z"}},
+    }
 
 
 # -- in a real run -----------------------------------------------------------------------------------
@@ -238,30 +289,45 @@ def test_mask_secrets_for_previews():
 def _outputs(store, result) -> dict[str, Any]:
     import json
 
-    return {s["step_id"]: json.loads(s["output_json"]) if s["output_json"] else None
-            for s in store.get_steps(result.run_id)}
+    return {
+        s["step_id"]: json.loads(s["output_json"]) if s["output_json"] else None for s in store.get_steps(result.run_id)
+    }
 
 
 def test_values_resolve_in_a_run(run, store):
     doc = policy(
         {"id": "fetch", "type": "core.value", "params": {"value": {"rows": [{"amount": 5}, {"amount": 7}]}}},
-        {"id": "total", "type": "core.value",
-         "params": {"value": {"second": {"ref": "ctx.fetch.rows.1.amount"},
-                              "title": {"template": "{{ params.region }}: {{ fetch.rows | length }} rows, run "
-                                                    "{{ run.policy_id }} #{{ run.attempt }}"},
-                              "raw": {"literal": {"ref": "ctx.fetch"}}}}},
+        {
+            "id": "total",
+            "type": "core.value",
+            "params": {
+                "value": {
+                    "second": {"ref": "ctx.fetch.rows.1.amount"},
+                    "title": {
+                        "template": "{{ params.region }}: {{ fetch.rows | length }} rows, run "
+                        "{{ run.policy_id }} #{{ run.attempt }}"
+                    },
+                    "raw": {"literal": {"ref": "ctx.fetch"}},
+                }
+            },
+        },
         params={"region": {"type": "string", "default": "eu"}},
         id="vals",
     )
     result = run(doc, param_strings={"region": "us"})
     assert result.status == "SUCCESS"
-    assert _outputs(store, result)["total"] == {"second": 7, "title": "us: 2 rows, run vals #1",
-                                                "raw": {"ref": "ctx.fetch"}}
+    assert _outputs(store, result)["total"] == {
+        "second": 7,
+        "title": "us: 2 rows, run vals #1",
+        "raw": {"ref": "ctx.fetch"},
+    }
 
 
 def test_typed_param_gets_a_template_value_coerced(run, store):
-    doc = policy({"id": "t", "type": "test.typed", "params": {"count": {"template": "{{ params.n + 1 }}"}}},
-                 params={"n": {"type": "integer", "default": 1}})
+    doc = policy(
+        {"id": "t", "type": "test.typed", "params": {"count": {"template": "{{ params.n + 1 }}"}}},
+        params={"n": {"type": "integer", "default": 1}},
+    )
     result = run(doc)
     assert result.status == "SUCCESS"
     assert _outputs(store, result)["t"]["count"] == 2
@@ -270,21 +336,41 @@ def test_typed_param_gets_a_template_value_coerced(run, store):
 @pytest.mark.parametrize(
     ("value", "error"),
     [
-        pytest.param({"ref": "ctx.fetch.rows.9"}, "ref ctx.fetch.rows.9 at /steps/1/params/value not found: "
-                     "ctx.fetch.rows has 1 items, no index '9'", id="missing-ref"),
-        pytest.param({"template": "{{ fetch.nope }}"}, "template at /steps/1/params/value: 'dict object' has no "
-                     "attribute 'nope' (names available: params, run and step ids)", id="template-strict-undefined"),
-        pytest.param({"secret": "UNSET_SECRET_X"}, "secret 'UNSET_SECRET_X' (at /steps/1/params/value) is not set: "
-                     "set the environment variable UNSET_SECRET_X", id="missing-secret"),
-        pytest.param({"template": "{{ ''.__class__ }}"}, "template at /steps/1/params/value: not allowed in the "
-                     "sandbox: access to attribute '__class__' of 'str' object is unsafe.", id="sandbox"),
+        pytest.param(
+            {"ref": "ctx.fetch.rows.9"},
+            "ref ctx.fetch.rows.9 at /steps/1/params/value not found: ctx.fetch.rows has 1 items, no index '9'",
+            id="missing-ref",
+        ),
+        pytest.param(
+            {"template": "{{ fetch.nope }}"},
+            "template at /steps/1/params/value: 'dict object' has no "
+            "attribute 'nope' (names available: params, run and step ids)",
+            id="template-strict-undefined",
+        ),
+        pytest.param(
+            {"secret": "UNSET_SECRET_X"},
+            "secret 'UNSET_SECRET_X' (at /steps/1/params/value) is not set: "
+            "set the environment variable UNSET_SECRET_X",
+            id="missing-secret",
+        ),
+        pytest.param(
+            {"template": "{{ ''.__class__ }}"},
+            "template at /steps/1/params/value: not allowed in the "
+            "sandbox: access to attribute '__class__' of 'str' object is unsafe.",
+            id="sandbox",
+        ),
     ],
 )
 def test_value_errors_fail_the_step_without_retrying(run, store, value, error):
     doc = policy(
         {"id": "fetch", "type": "core.value", "params": {"value": {"rows": [1]}}},
-        {"id": "use", "type": "core.value", "params": {"value": value}, "on_error": "retry_then_fail",
-         "retry": {"max_attempts": 3, "backoff_s": 0}},
+        {
+            "id": "use",
+            "type": "core.value",
+            "params": {"value": value},
+            "on_error": "retry_then_fail",
+            "retry": {"max_attempts": 3, "backoff_s": 0},
+        },
     )
     result = run(doc)
     assert result.status == "FAILED"
@@ -310,9 +396,18 @@ def test_refs_to_skipped_or_failed_steps_resolve_to_null_under_all_done(run, sto
     )
     doc = policy(
         upstream,
-        {"id": "gather", "type": "core.value", "trigger_rule": "all_done",
-         "params": {"value": {"whole": {"ref": "ctx.up"}, "field": {"ref": "ctx.up.label"},
-                              "text": {"template": "{{ up }}"}}}},
+        {
+            "id": "gather",
+            "type": "core.value",
+            "trigger_rule": "all_done",
+            "params": {
+                "value": {
+                    "whole": {"ref": "ctx.up"},
+                    "field": {"ref": "ctx.up.label"},
+                    "text": {"template": "{{ up }}"},
+                }
+            },
+        },
         {"id": "strict", "type": "core.value", "params": {"value": {"ref": "ctx.up"}}},
     )
     result = run(doc)
@@ -320,7 +415,9 @@ def test_refs_to_skipped_or_failed_steps_resolve_to_null_under_all_done(run, sto
     assert _outputs(store, result)["gather"] == {"whole": None, "field": None, "text": "None"}
     strict = result.steps[2]
     assert strict.status == "SKIPPED"
-    assert strict.skip_reason == ("upstream 'up' was skipped" if upstream_state == "skipped" else "upstream 'up' failed")
+    assert strict.skip_reason == (
+        "upstream 'up' was skipped" if upstream_state == "skipped" else "upstream 'up' failed"
+    )
 
 
 def test_step_error_messages_are_step_errors():
