@@ -88,10 +88,11 @@ def decode(value: Any, store: ArtifactStore) -> Any:
     return value
 
 
-def output_hash(encoded: Any) -> str:
-    return sha256_of(encoded)
-
-
 def _is_dataframe(value: Any) -> bool:
     cls = type(value)
     return cls.__name__ == "DataFrame" and cls.__module__.startswith("pandas") and hasattr(value, "to_parquet")
+
+
+def output_hash(encoded: Any) -> str:
+    """SHA-256 of the canonical JSON of an encoded output (what ``step_runs.output_hash`` holds)."""
+    return sha256_of(encoded)

@@ -9,6 +9,7 @@ so a crash at any point leaves a run that ``engine resume`` can continue.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import json
 import random
@@ -25,7 +26,16 @@ from .artifacts import ArtifactStore
 from .conditions import parse_condition
 from .errors import ConditionError, StepError, StepTimeout
 from .logs import get_logger
-from .policy import OnError, Retry, StepSpec, TriggerRule, effective_on_error, effective_retry, effective_timeout
+from .policy import (
+    OnError,
+    Retry,
+    StepSpec,
+    TriggerRule,
+    canonical_json,
+    effective_on_error,
+    effective_retry,
+    effective_timeout,
+)
 from .states import RunState, StepState, check_step
 from .step import Step, StepContext
 from .store import Store, now
@@ -441,8 +451,9 @@ class Runner:
                 state, error = StepState.FAILED, str(exc)
                 values["error"] = error
             else:
-                values["output_json"] = json.dumps(encoded, separators=(",", ":"), ensure_ascii=False)
-                values["output_hash"] = outputs.output_hash(encoded)
+                # stored canonically, so the hash is taken over exactly the stored text
+                values["output_json"] = canonical_json(encoded)
+                values["output_hash"] = hashlib.sha256(values["output_json"].encode()).hexdigest()
         attempt_row = None
         if attempt_started is not None:
             attempt_row = self._attempt_row(sid, attempt_started, state, values["error"])

@@ -705,7 +705,7 @@ def test_run_and_step_rows_hold_what_the_issue_lists(run, state_dir):
             1,
             1,
             1,
-            '{"count":1,"label":"x","items":[{"name":"n0","amount":0.0}]}',
+            '{"count":1,"items":[{"amount":0.0,"name":"n0"}],"label":"x"}',
             64,
             64,
             None,
