@@ -212,6 +212,13 @@ class Runner:
                     if not pending:
                         heapq.heappush(ready, (self.position[child], child))
 
+        finished: list[asyncio.Task[StepState]] = []
+        wakeup = asyncio.Event()
+
+        def on_done(task: asyncio.Task[StepState]) -> None:
+            finished.append(task)
+            wakeup.set()
+
         try:
             while True:
                 while ready and not self._stopping:
@@ -223,18 +230,25 @@ class Runner:
                         release(sid)
                     elif len(running) < self.policy.max_concurrency:
                         heapq.heappop(ready)
-                        running[asyncio.create_task(self._run_step(sid), name=sid)] = sid
+                        task = asyncio.create_task(self._run_step(sid), name=sid)
+                        task.add_done_callback(on_done)
+                        running[task] = sid
                     else:
                         break
                 if not running:
                     return
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                done, _ = await asyncio.wait(running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if not done:  # the run's deadline passed
-                    self._on_run_timeout()
-                    await self._cancel_all(running, f"run timed out after {self.policy.timeout_s:g} s")
-                    return
-                for task in sorted(done, key=lambda t: self.position[running[t]]):
+                if not finished:
+                    wakeup.clear()
+                    try:
+                        async with asyncio.timeout(None if deadline is None else deadline - time.monotonic()):
+                            await wakeup.wait()
+                    except TimeoutError:  # the run's deadline passed
+                        self._on_run_timeout()
+                        await self._cancel_all(running, f"run timed out after {self.policy.timeout_s:g} s")
+                        return
+                done = sorted(finished, key=lambda t: self.position[running[t]])
+                finished.clear()
+                for task in done:
                     sid = running.pop(task)
                     state = task.result()
                     if state is StepState.FAILED and self._on_error(sid) is not OnError.log_and_continue:
@@ -331,8 +345,8 @@ class Runner:
         except ConditionError as exc:
             return self._end(sid, StepState.FAILED, clock, log, error=str(exc))
 
-        retry = effective_retry(spec, self.policy.defaults)
-        max_attempts = retry.max_attempts if self._retries(spec) else 1
+        retry: Retry | None = None  # worked out on the first failure: most steps never need it
+        max_attempts = 1
         while True:
             record.attempts += 1
             attempt_started = now()
@@ -348,6 +362,9 @@ class Runner:
                 error, retryable = _clean(str(exc)) or type(exc).__name__, exc.retryable
             else:
                 return self._end(sid, StepState.SUCCESS, clock, log, output=output, attempt_started=attempt_started)
+            if retry is None:
+                retry = effective_retry(spec, self.policy.defaults)
+                max_attempts = retry.max_attempts if self._retries(spec) else 1
             if not retryable or record.attempts >= max_attempts:
                 return self._end(sid, StepState.FAILED, clock, log, error=error, attempt_started=attempt_started)
             self._record_attempt(sid, attempt_started, StepState.FAILED, error)

@@ -190,7 +190,7 @@ class Store:
 
     def close(self) -> None:
         if self._raw is not None:
-            self._raw.close()
+            self._raw_fairy.close()
             self._raw = None
         if self._writer is not None:
             self._writer.close()
@@ -251,7 +251,8 @@ class Store:
     ) -> None:
         """Write a step's whole state (every STEP_STATE_COLUMNS key), and a finished attempt, in one commit."""
         if self._raw is None:
-            self._raw = self.engine.raw_connection()
+            self._raw_fairy = self.engine.raw_connection()  # checked out of the pool for the store's life
+            self._raw = self._raw_fairy.driver_connection  # the DBAPI connection itself: no proxy per call
         cursor = self._raw.cursor()
         try:
             if attempt is not None:
