@@ -188,6 +188,7 @@ class Runner:
 
     def _finish(self, state: RunState, error: str | None, started: float) -> RunState:
         self.store.update_run(self.run_id, status=state.value, finished_at=now(), error=_clean(error))
+        self.store.checkpoint()
         self.log.info("run.finished", status=state.value, duration_s=round(time.monotonic() - started, 3))
         return state
 

@@ -246,6 +246,16 @@ class Store:
             if values:
                 tx.connection.execute(_UPDATE_STEP, {"_run_id": run_id, "_step_id": step_id, **values})
 
+    def checkpoint(self) -> None:
+        """Fold the SQLite WAL back into the database file and truncate it (after a run)."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sa.exc.OperationalError:
+            pass  # another process is busy with the database: its own checkpoint will do it
+
     def set_step_state(
         self, run_id: str, step_id: str, state: dict[str, Any], attempt: dict[str, Any] | None = None
     ) -> None:
@@ -384,6 +394,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # checkpoint (with its fsyncs) every ~40 MB of WAL instead of every 4 MB: fewer stalls in a
+    # run's hot path; Store.checkpoint() folds the WAL back when a run finishes
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
