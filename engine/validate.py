@@ -35,7 +35,7 @@ from .policy import (
     sha256_of,
 )
 from .step import Step, registry
-from .values import RUN_FIELDS, SECRET_NAME, iter_expressions, parse_ref, template_reads
+from .values import RUN_FIELDS, SECRET_NAME, expression_kind, iter_expressions, parse_ref, template_reads
 
 _STEP_ID_RE = __import__("re").compile(STEP_ID_PATTERN)
 _PARAM_RE = __import__("re").compile(PARAM_NAME_PATTERN)
@@ -84,13 +84,20 @@ class ValidPolicy:
     def side_effects(self, step_id: str) -> bool:
         """Whether the step has side effects, judged from its literal params when it can be."""
         cls = self.step_types[step_id]
+        if not cls.side_effects:
+            return False
         params = self.spec(step_id).params
-        if not cls.side_effects or any(True for _ in iter_expressions(params)):
-            return cls.side_effects
         try:
             return cls.has_side_effects(cls.Params.model_validate(params))
         except ValidationError:
-            return cls.side_effects
+            pass
+        # expressions stand in some params: judge from the literal top-level ones, the others
+        # taking their defaults (so an expression never makes a step look harmless)
+        literal = {k: v for k, v in params.items() if expression_kind(v) is None}
+        try:
+            return bool(cls.has_side_effects(cls.Params.model_construct(**literal)))
+        except Exception:
+            return True
 
     def __post_init__(self) -> None:
         self._specs = {s.id: s for s in self.policy.all_steps()}
@@ -518,6 +525,9 @@ def _problem_from_pydantic(error: Mapping[str, Any], model: Any, base: str) -> P
     # drop pydantic's union-member tags such as 'function-after[...]' from the pointer
     clean = tuple(t for t in loc if not (isinstance(t, str) and ("[" in t or t in ("str", "int", "float", "bool"))))
     message = _FRIENDLY.get(kind) or error["msg"].replace("Input should be", "must be")
+    if kind == "too_short":
+        least = error.get("ctx", {}).get("min_length", 1)
+        message = "must not be empty" if least == 1 else f"must have at least {least} items"
     if kind == "string_pattern_mismatch":
         message = f"{error['input']!r} does not match the pattern {error['ctx']['pattern']}"
         if loc and loc[-1] == "id":

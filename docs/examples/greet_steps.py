@@ -64,7 +64,7 @@ class WriteText(Step, type="demo.write_text"):
 
     def run(self, params: Params, ctx: StepContext) -> Output:  # a plain def: runs in a worker thread
         target = Path(params.path).resolve()
-        if not ctx.evaluate(params.only_if, f"/steps/{ctx.step_id}/params/only_if"):
+        if not ctx.evaluate(params.only_if, f"{ctx.pointer}/params/only_if"):
             return self.Output(path=str(target), written=False, size=0, sha256=None)
         data = params.text.encode("utf-8")
         try:
