@@ -14,10 +14,11 @@ from . import graph as graphs
 from . import outputs
 from .artifacts import ArtifactStore
 from .errors import PolicyError, ResumeError, UsageError
+from .params import check_params, coerce_param
 from .runner import Observer, Runner, RunSetup
 from .states import RunState, StepState, check_run
 from .store import Store, dumps, now
-from .validate import ValidPolicy, check_params, coerce_param, validate_document, validate_file
+from .validate import ValidPolicy, validate_document, validate_file
 
 
 @dataclass

@@ -26,6 +26,7 @@ from . import graph as graphs
 from . import locate, pointers
 from .conditions import Condition, ConditionParser
 from .errors import PolicyError, Problem
+from .params import JSON_TYPES, json_type_matches
 from .policy import (
     PARAM_NAME_PATTERN,
     RESERVED_STEP_IDS,
@@ -39,14 +40,6 @@ from .values import RUN_FIELDS, SECRET_NAME, expression_kind, iter_expressions, 
 
 _STEP_ID_RE = __import__("re").compile(STEP_ID_PATTERN)
 _PARAM_RE = __import__("re").compile(PARAM_NAME_PATTERN)
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "object": (dict,),
-    "array": (list,),
-}
 
 
 @dataclass
@@ -103,12 +96,6 @@ class ValidPolicy:
         self._specs = {s.id: s for s in self.policy.all_steps()}
         self.position_of = {sid: i for i, sid in enumerate(self.main_ids + self.failure_ids)}
         self.main_set = frozenset(self.main_ids)
-
-
-def json_type_matches(declared: str, value: Any) -> bool:
-    if declared in ("integer", "number") and isinstance(value, bool):
-        return False
-    return isinstance(value, _JSON_TYPES[declared])
 
 
 def load_document(text: str, source: str | None = None) -> dict[str, Any]:
@@ -240,7 +227,7 @@ class _Checker:
                 self.add(
                     ptr, f"invalid parameter name {name!r}", "use letters, digits and _, not starting with a digit"
                 )
-            if isinstance(decl, dict) and "default" in decl and decl.get("type") in _JSON_TYPES:
+            if isinstance(decl, dict) and "default" in decl and decl.get("type") in JSON_TYPES:
                 default = decl["default"]
                 if default is not None and not json_type_matches(decl["type"], default):
                     self.add(pointers.join(ptr, "default"), f"default {default!r} is not of type {decl['type']}")
@@ -540,63 +527,3 @@ def _problem_from_pydantic(error: Mapping[str, Any], model: Any, base: str) -> P
     elif "input" in error and not isinstance(error["input"], dict | list) and kind != "missing":
         message = f"{message} (got {error['input']!r})"
     return Problem(pointers.from_loc(clean, base), message)
-
-
-def check_params(policy: Policy, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The run parameters: declared defaults overridden by ``overrides`` (already typed)."""
-    problems = []
-    values: dict[str, Any] = {}
-    for name in overrides:
-        if name not in policy.params:
-            hint = _suggest(name, sorted(policy.params)) or (
-                f"declared: {', '.join(sorted(policy.params))}" if policy.params else "this policy declares no params"
-            )
-            problems.append(Problem(pointers.join("/params", name), f"undeclared parameter {name!r}", hint))
-    for name, decl in policy.params.items():
-        ptr = pointers.join("/params", name)
-        if name in overrides:
-            value = overrides[name]
-            if not json_type_matches(decl.type, value):
-                problems.append(Problem(ptr, f"parameter {name!r} must be of type {decl.type}, got {value!r}"))
-                continue
-            values[name] = value
-        elif "default" in decl.model_fields_set:
-            values[name] = decl.default
-        else:
-            problems.append(Problem(ptr, f"parameter {name!r} is required", f"pass --param {name}=VALUE"))
-    if problems:
-        raise PolicyError(problems)
-    return values
-
-
-def coerce_param(policy: Policy, name: str, text: str) -> Any:
-    """Turn ``--param name=text`` into the declared type; raise PolicyError if it cannot."""
-    decl = policy.params.get(name)
-    ptr = pointers.join("/params", name)
-    if decl is None:
-        return text  # check_params reports it as undeclared
-    kind = decl.type
-    try:
-        if kind == "string":
-            return text
-        if kind == "integer":
-            return int(text)
-        if kind == "number":
-            value = float(text)
-            return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
-        if kind == "boolean":
-            lowered = text.strip().lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-            raise ValueError(text)
-        value = json.loads(text)
-        if not json_type_matches(kind, value):
-            raise ValueError(text)
-        return value
-    except ValueError:
-        example = {"integer": "42", "number": "1.5", "boolean": "true", "object": '{"a": 1}', "array": "[1, 2]"}[kind]
-        raise PolicyError(
-            [Problem(ptr, f"--param {name}={text!r} is not a valid {kind}", f"e.g. --param {name}={example}")]
-        ) from None

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from engine.errors import PolicyError, Problem
+from engine.params import check_params, coerce_param
 from engine.policy import sha256_of
-from engine.validate import check_params, coerce_param, load_document, validate_document, validate_file
+from engine.validate import load_document, validate_document, validate_file
 from tests.conftest import policy
 
 CYCLE_HINT = "remove one of these dependencies (depends_on, a ref or a template name)"
