@@ -10,13 +10,12 @@ take no ``value``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from . import pointers
-from .errors import ConditionError, Problem
+from .errors import ConditionError, Problem, did_you_mean
 from .values import _MISSING, RunContext, expression_kind, parse_ref
 
 COMPARE_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "contains")
@@ -193,7 +192,7 @@ class ConditionParser:
         if "ref" in raw or "op" in raw:
             return self._compare(raw, pointer)
         keys = ", ".join(map(repr, raw)) or "none"
-        hint = _suggest(next(iter(raw), ""), self._KEYS)
+        hint = did_you_mean(next(iter(raw), ""), self._KEYS)
         return self._fail(pointer, f"not a condition (keys: {keys})", hint or _SHAPES)
 
     def _combine(self, raw: Mapping[str, Any], key: str, pointer: str) -> Condition | None:
@@ -212,13 +211,13 @@ class ConditionParser:
         ok = True
         for key in raw:
             if key not in ("ref", "op", "value"):
-                hint = _suggest(key, ("ref", "op", "value"))
+                hint = did_you_mean(key, ("ref", "op", "value"))
                 self._fail(pointers.join(pointer, key), f"unknown key {key!r} in a comparison", hint)
                 ok = False
         left = self._ref(raw.get("ref"), pointers.join(pointer, "ref"), required=True)
         op = raw.get("op")
         if op not in OPS:
-            hint = (_suggest(op, OPS) if isinstance(op, str) else None) or "ops: " + " ".join(OPS)
+            hint = (did_you_mean(op, OPS) if isinstance(op, str) else None) or "ops: " + " ".join(OPS)
             self._fail(pointers.join(pointer, "op"), f"unknown op {op!r}" if op else "missing 'op'", hint)
             ok = False
         right: Any = None
@@ -259,11 +258,6 @@ class ConditionParser:
 
 
 _SHAPES = 'use true/false, {"ref", "op", "value"}, {"all": [...]}, {"any": [...]} or {"not": ...}'
-
-
-def _suggest(word: str, choices: tuple[str, ...]) -> str | None:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.65)
-    return f"did you mean {match[0]!r}?" if match else None
 
 
 def _json_type(value: Any) -> str:

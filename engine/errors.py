@@ -19,6 +19,8 @@ and say what would fix the problem.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -156,6 +158,12 @@ class ConditionError(StepError):
     """A condition could not be evaluated."""
 
     retryable = False
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """``"did you mean 'core.value'?"`` for the nearest choice, or None when nothing is near."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.65)
+    return f"did you mean {match[0]!r}?" if match else None
 
 
 def _pointer_key(pointer: str) -> tuple[tuple[int, int | str], ...]:

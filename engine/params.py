@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from . import pointers
-from .errors import PolicyError, Problem
+from .errors import PolicyError, Problem, did_you_mean
 from .policy import Policy
 
 JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -33,7 +32,7 @@ def check_params(policy: Policy, overrides: Mapping[str, Any]) -> dict[str, Any]
     values: dict[str, Any] = {}
     for name in overrides:
         if name not in policy.params:
-            hint = _suggest(name, sorted(policy.params)) or (
+            hint = did_you_mean(name, sorted(policy.params)) or (
                 f"declared: {', '.join(sorted(policy.params))}" if policy.params else "this policy declares no params"
             )
             problems.append(Problem(pointers.join("/params", name), f"undeclared parameter {name!r}", hint))
@@ -85,8 +84,3 @@ def coerce_param(policy: Policy, name: str, text: str) -> Any:
         raise PolicyError(
             [Problem(ptr, f"--param {name}={text!r} is not a valid {kind}", f"e.g. --param {name}={example}")]
         ) from None
-
-
-def _suggest(word: str, choices: list[str]) -> str | None:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.65)
-    return f"did you mean {match[0]!r}?" if match else None

@@ -9,7 +9,6 @@ steps or to fields a step's Output does not have, and cycles.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import types
 import typing
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from . import graph as graphs
 from . import locate, pointers
 from .conditions import Condition, ConditionParser
-from .errors import PolicyError, Problem
+from .errors import PolicyError, Problem, did_you_mean
 from .params import JSON_TYPES, json_type_matches
 from .policy import (
     PARAM_NAME_PATTERN,
@@ -277,7 +276,7 @@ class _Checker:
                     "main steps cannot use on_failure steps",
                 )
                 return
-            hint = _suggest(step_id, sorted(v for v in visible if not v.startswith("/")))
+            hint = did_you_mean(step_id, sorted(v for v in visible if not v.startswith("/")))
             self.add(where, f"{what} unknown step {step_id!r}", hint)
 
         depends_on = raw.get("depends_on")
@@ -289,7 +288,7 @@ class _Checker:
         type_name = raw.get("type")
         step_type = registry.get(type_name) if isinstance(type_name, str) else None
         if step_type is None and isinstance(type_name, str):
-            hint = _suggest(type_name, registry.names())
+            hint = did_you_mean(type_name, registry.names())
             self.add(
                 pointers.join(ptr, "type"),
                 f"unknown step type {type_name!r}",
@@ -351,7 +350,7 @@ class _Checker:
         root = path[0]
         if root == "params":
             if len(path) > 1 and path[1] not in self.declared_params:
-                hint = _suggest(path[1], sorted(self.declared_params)) or "declare it under the policy's 'params'"
+                hint = did_you_mean(path[1], sorted(self.declared_params)) or "declare it under the policy's 'params'"
                 self.add(where, f"{label}: unknown parameter {path[1]!r}", hint)
         elif root == "run":
             if len(path) > 1:
@@ -379,7 +378,7 @@ class _Checker:
                 fields = {info.alias or name: info for name, info in current.model_fields.items()}
                 if segment not in fields:
                     owner = "its output" if depth == 0 else ".".join(path[:depth])
-                    hint = _suggest(segment, sorted(fields)) or f"{owner} has: {', '.join(sorted(fields))}"
+                    hint = did_you_mean(segment, sorted(fields)) or f"{owner} has: {', '.join(sorted(fields))}"
                     self.add(where, f"{label}: step {step_id!r} ({kind}) has no output field {segment!r}", hint)
                     return
                 current = fields[segment].annotation
@@ -419,7 +418,7 @@ class _Checker:
                 need(name, where, "template uses")
             else:
                 choices = sorted({"params", "run", *(s for s in self.main_ids if not s.startswith("/"))})
-                hint = _suggest(name, choices) or "templates can use params, run and step ids (without 'ctx.')"
+                hint = did_you_mean(name, choices) or "templates can use params, run and step ids (without 'ctx.')"
                 self.add(where, f"template uses unknown name {name!r}", hint)
 
     def _check_condition(self, raw: Any, ptr: str, phase: str, need: Any) -> Condition | None:
@@ -440,11 +439,6 @@ def _strip_optional(annotation: Any) -> Any:
         if len(rest) == 1:
             return rest[0]
     return annotation
-
-
-def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.65)
-    return f"did you mean {match[0]!r}?" if match else None
 
 
 def _fields_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
@@ -505,7 +499,7 @@ def _problem_from_pydantic(error: Mapping[str, Any], model: Any, base: str) -> P
     if kind == "extra_forbidden":
         name = str(loc[-1])
         fields = _fields_at(model, loc[:-1])
-        hint = _suggest(name, fields) or (f"allowed: {', '.join(fields)}" if fields else None)
+        hint = did_you_mean(name, fields) or (f"allowed: {', '.join(fields)}" if fields else None)
         return Problem(pointers.from_loc(loc, base), f"unknown field {name!r}", hint)
     if kind == "missing":
         return Problem(pointers.from_loc(loc, base), f"required field {str(loc[-1])!r} is missing")
