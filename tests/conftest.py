@@ -16,9 +16,11 @@ import pytest
 import tests.stepkit  # noqa: F401  (registers the test.* step types)
 from engine import redact
 from engine.api import RunResult, resume_run, run_policy
+from engine.plugins import load_plugins
 from engine.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
+load_plugins()  # the built-in stages, through their entry points, as the CLI does
 
 
 @pytest.fixture(autouse=True)

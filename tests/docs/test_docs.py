@@ -157,7 +157,11 @@ def builtin_step_types() -> list[type[Step]]:
     modules = {ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP)}
     for module in modules:
         importlib.import_module(module)
-    return [cls for cls in registry.types() if cls.__module__ in modules]
+    return [
+        cls
+        for cls in registry.types()
+        if any(cls.__module__ == m or cls.__module__.startswith(m + ".") for m in modules)
+    ]
 
 
 def field_names(model: type[BaseModel] | None) -> list[str]:
@@ -167,7 +171,13 @@ def field_names(model: type[BaseModel] | None) -> list[str]:
 
 
 def test_builtin_steps_are_the_core_steps():
-    assert {cls.type for cls in builtin_step_types()} >= {"core.value", "core.assert", "core.shell"}
+    assert {cls.type for cls in builtin_step_types()} >= {
+        "core.value",
+        "core.assert",
+        "core.shell",
+        "fetch.file",
+        "fetch.sql",
+    }
 
 
 @pytest.mark.parametrize("cls", builtin_step_types(), ids=lambda c: c.type)

@@ -1,0 +1,126 @@
+"""fetch.sql against real SQLite files: read-only, authorised, bound, bounded."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from engine.artifacts import ArtifactStore
+from engine.outputs import decode
+from tests.conftest import policy
+
+
+@pytest.fixture
+def shop(tmp_path):
+    path = tmp_path / "shop.db"
+    with sqlite3.connect(path) as con:
+        con.execute("create table orders (id integer primary key, region text, amount text)")
+        con.executemany(
+            "insert into orders values (?, ?, ?)", [(i, "emea" if i % 2 else "apac", f"{i}.10") for i in range(1, 21)]
+        )
+    return path
+
+
+def sql(query, **params):
+    return {"id": "q", "type": "fetch.sql", "params": {"database": "shop.db", "query": query, **params}}
+
+
+def frame(store, run_id, step="q"):
+    (row,) = [r for r in store.get_steps(run_id) if r["step_id"] == step]
+    return decode(json.loads(row["output_json"]), ArtifactStore(store.state_dir / "artifacts"))["data"]
+
+
+def test_query_with_named_bind_params_from_refs(run, store, shop):
+    doc = policy(
+        sql(
+            "select id, amount from orders where region = :region and id <= :top order by id",
+            params={"region": {"ref": "ctx.params.region"}, "top": 6},
+        ),
+        params={"region": {"type": "string", "default": "apac"}},
+    )
+    result = run(doc)
+    assert result.status == "SUCCESS", result.steps[0].error
+    assert frame(store, result.run_id).to_dict("records") == [
+        {"id": 2, "amount": "2.10"},
+        {"id": 4, "amount": "4.10"},
+        {"id": 6, "amount": "6.10"},
+    ]
+
+
+def test_a_bound_value_is_never_sql(run, store, shop):
+    result = run(policy(sql("select count(*) as n from orders where region = :r", params={"r": "x' or '1'='1"})))
+    assert frame(store, result.run_id)["n"].tolist() == [0]
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        (
+            "delete from orders",
+            "refused: fetch.sql only reads (not authorized); writes, ATTACH, PRAGMA and extensions are not allowed",
+        ),
+        (
+            "insert into orders values (99, 'x', '1')",
+            "refused: fetch.sql only reads (not authorized); writes, ATTACH, PRAGMA and extensions are not allowed",
+        ),
+        (
+            "pragma journal_mode=delete",
+            "refused: fetch.sql only reads (not authorized); writes, ATTACH, PRAGMA and extensions are not allowed",
+        ),
+        (
+            "attach database 'other.db' as other",
+            "refused: fetch.sql only reads (not authorized); writes, ATTACH, PRAGMA and extensions are not allowed",
+        ),
+        (
+            "select load_extension('evil')",
+            "refused: fetch.sql only reads (not authorized to use function: "
+            "load_extension); writes, ATTACH, PRAGMA and extensions are not allowed",
+        ),
+        ("select 1; select 2", "the query must be one statement"),
+        ("select nope from orders", "query failed: no such column: nope"),
+    ],
+    ids=["delete", "insert", "pragma", "attach", "load_extension", "two-statements", "bad-column"],
+)
+def test_anything_but_reading_is_refused(run, shop, query, error):
+    before = shop.read_bytes()
+    result = run(policy(sql(query)))
+    assert result.status == "FAILED"
+    assert result.steps[0].error == error
+    assert result.steps[0].attempts == 1  # refusals are not retried
+    assert shop.read_bytes() == before
+    assert not (shop.parent / "other.db").exists()
+
+
+def test_max_rows_fails_instead_of_truncating(run, shop):
+    result = run(policy(sql("select * from orders", max_rows=5)))
+    assert result.steps[0].error == "the query returned more than max_rows (5) rows: add a LIMIT or raise max_rows"
+    assert run(policy(sql("select * from orders", max_rows=20))).status == "SUCCESS"
+
+
+def test_a_long_query_is_stopped_at_its_time_limit(run, shop):
+    endless = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c"
+    result = run(policy(sql(endless, timeout_s=0.2)))
+    assert result.status == "FAILED"
+    assert result.steps[0].error == "the query ran longer than timeout_s (0.2 s) and was stopped"
+    assert result.steps[0].duration_s < 5
+
+
+def test_missing_database_is_not_created(run, tmp_path):
+    result = run(policy({"id": "q", "type": "fetch.sql", "params": {"database": "nope.db", "query": "select 1"}}))
+    assert result.steps[0].error == f"database not found: {tmp_path / 'nope.db'} (params.database 'nope.db')"
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_content_hash_follows_the_rows(run, store, shop):
+    first = run(policy(sql("select * from orders order by id")))
+    same = run(policy(sql("select * from orders order by id")))
+    with sqlite3.connect(shop) as con:
+        con.execute("update orders set amount = '9.99' where id = 1")
+    changed = run(policy(sql("select * from orders order by id")))
+    hashes = []
+    for result in (first, same, changed):
+        (row,) = [r for r in store.get_steps(result.run_id) if r["step_id"] == "q"]
+        hashes.append(json.loads(row["output_json"])["content_hash"])
+    assert hashes[0] == hashes[1] != hashes[2]
