@@ -26,6 +26,7 @@ from .errors import UsageError as UsageError
 from .states import RunState as RunState
 from .states import StepState as StepState
 from .step import ConditionValue as ConditionValue
+from .step import SavedState as SavedState
 from .step import Step as Step
 from .step import StepContext as StepContext
 
@@ -44,6 +45,7 @@ __all__ = [
     "RegistryError",
     "ResumeError",
     "RunState",
+    "SavedState",
     "SecretError",
     "Step",
     "StepContext",

@@ -257,6 +257,7 @@ def _plan_resume(
                 "duration_s": None,
                 "output_json": None,
                 "output_hash": None,
+                "pending_state": None,
                 "attempts": 0,
                 "definition_hash": valid.definition_hashes[sid],
             }

@@ -37,7 +37,7 @@ from .policy import (
     effective_timeout,
 )
 from .states import RunState, StepState, check_step
-from .step import Step, StepContext
+from .step import SavedState, Step, StepContext
 from .store import Store, now
 from .validate import ValidPolicy
 from .values import RunContext, mask_secrets, resolve
@@ -72,6 +72,7 @@ class _StepRecord:
     skip_reason: str | None = None
     output_json: str | None = None
     output_hash: str | None = None
+    pending_state: str | None = None
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,7 @@ class _StepRecord:
             "skip_reason": self.skip_reason,
             "output_json": self.output_json,
             "output_hash": self.output_hash,
+            "pending_state": self.pending_state,
         }
 
 
@@ -187,7 +189,8 @@ class Runner:
         await self._phase(self.valid.failure_ids, deadline=None)
 
     def _finish(self, state: RunState, error: str | None, started: float) -> RunState:
-        self.store.update_run(self.run_id, status=state.value, finished_at=now(), error=_clean(error))
+        commit_state = state is RunState.SUCCESS and not self.setup.dry_run
+        self.store.finish_run(self.run_id, commit_state, status=state.value, finished_at=now(), error=_clean(error))
         self.store.checkpoint()
         self.log.info("run.finished", status=state.value, duration_s=round(time.monotonic() - started, 3))
         return state
@@ -337,6 +340,7 @@ class Runner:
             duration_s=None,
             output_json=None,
             output_hash=None,
+            pending_state=None,
         )
         self._emit(sid)
         try:
@@ -354,7 +358,7 @@ class Runner:
             log.info("step.started", attempt=record.attempts)
             self._emit(sid)
             try:
-                output = await self._attempt(sid, spec, record.attempts, log)
+                output, staged = await self._attempt(sid, spec, record.attempts, log)
             except asyncio.CancelledError:
                 error = self._cancel_reason or "cancelled"
                 self._end(sid, StepState.FAILED, clock, log, error=error, attempt_started=attempt_started)
@@ -362,7 +366,9 @@ class Runner:
             except StepError as exc:
                 error, retryable = _clean(str(exc)) or type(exc).__name__, exc.retryable
             else:
-                return self._end(sid, StepState.SUCCESS, clock, log, output=output, attempt_started=attempt_started)
+                return self._end(
+                    sid, StepState.SUCCESS, clock, log, output=output, attempt_started=attempt_started, staged=staged
+                )
             if retry is None:
                 retry = effective_retry(spec, self.policy.defaults)
                 max_attempts = retry.max_attempts if self._retries(spec) else 1
@@ -378,8 +384,10 @@ class Runner:
                 self._end(sid, StepState.FAILED, clock, log, error=self._cancel_reason or "cancelled")
                 raise
 
-    async def _attempt(self, sid: str, spec: StepSpec, attempt: int, log: Any) -> Any:
-        """One try: resolve params, call run (or preview), check the output. Raises StepError."""
+    async def _attempt(self, sid: str, spec: StepSpec, attempt: int, log: Any) -> tuple[Any, dict[str, Any]]:
+        """One try: resolve params, call run (or preview), check the output. Raises StepError.
+
+        Returns the output and the values the step staged with ``ctx.state.stage``."""
         cls = self.valid.step_types[sid]
         where = self._pointer(sid)
         self.ctx.data["run"]["attempt"] = self.setup.run_attempt
@@ -400,6 +408,7 @@ class Runner:
             preview_dir=self.setup.preview_dir,
             policy_dir=self.valid.path.resolve().parent if self.valid.path else None,
             pointer=where,
+            state=SavedState(lambda: self.store.get_pipeline_state(self.policy.id, sid)),
             _evaluate=lambda cond, at="": parse_condition(cond, at).evaluate(self.ctx),
         )
         step = cls()
@@ -422,8 +431,8 @@ class Runner:
         if previewing:  # a preview has its own shape; steps document it
             result = outputs.to_plain(result)
             self._write_preview(sid, result)
-            return result
-        return _check_output(cls, result, where)
+            return result, {}
+        return _check_output(cls, result, where), ctx.state.staged
 
     def _attempt_row(self, sid: str, started_at: str, state: StepState, error: str | None) -> dict[str, Any]:
         return {
@@ -451,6 +460,7 @@ class Runner:
         error: str | None = None,
         skip_reason: str | None = None,
         attempt_started: str | None = None,
+        staged: dict[str, Any] | None = None,
     ) -> StepState:
         """Commit the step's final state (and its last attempt, if it made one)."""
         duration = round(time.monotonic() - clock, 6)
@@ -461,6 +471,7 @@ class Runner:
             "skip_reason": skip_reason,
             "output_json": None,
             "output_hash": None,
+            "pending_state": None,
         }
         if state is StepState.SUCCESS:
             try:
@@ -472,6 +483,7 @@ class Runner:
                 # stored canonically, so the hash is taken over exactly the stored text
                 values["output_json"] = canonical_json(encoded)
                 values["output_hash"] = hashlib.sha256(values["output_json"].encode()).hexdigest()
+                values["pending_state"] = canonical_json(staged) if staged else None
         attempt_row = None
         if attempt_started is not None:
             attempt_row = self._attempt_row(sid, attempt_started, state, values["error"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
-from .errors import RegistryError
+from .errors import RegistryError, StepError
 
 if TYPE_CHECKING:
     from .artifacts import ArtifactStore
@@ -49,6 +50,32 @@ ConditionValue = Annotated[
 """Type for a Params field that takes a condition (see docs/conditions.md)."""
 
 
+class SavedState:
+    """Values a step keeps from one run of its policy to the next, such as an incremental cursor.
+
+    ``get`` reads what the last SUCCESSFUL run committed; ``stage`` sets a new value that the
+    engine commits only if this run ends SUCCESS (and is not a dry run), so a failed run never
+    moves a high-water mark past rows it did not deliver. Values must be JSON.
+    """
+
+    def __init__(self, load: Callable[[], dict[str, Any]]) -> None:
+        self._load = load
+        self._committed: dict[str, Any] | None = None
+        self.staged: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._committed is None:
+            self._committed = self._load()
+        return self._committed.get(key, default)
+
+    def stage(self, key: str, value: Any) -> None:
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise StepError(f"state {key!r}: {type(value).__name__} is not JSON", retryable=False) from None
+        self.staged[key] = value
+
+
 @dataclass
 class StepContext:
     """What a running step gets besides its params.
@@ -58,7 +85,8 @@ class StepContext:
     ``dry_run``, ``log`` (a structlog logger bound to run and step), ``artifacts`` (the
     content-addressed store), ``preview_dir`` (where a dry run writes previews),
     ``policy_dir`` (the policy file's folder, for relative paths), ``pointer`` (the step's
-    JSON pointer in the policy, e.g. ``/steps/3``, for error messages).
+    JSON pointer in the policy, e.g. ``/steps/3``, for error messages), ``state`` (values kept
+    between runs of the policy, committed only by a successful run: see :class:`SavedState`).
     """
 
     run_id: str
@@ -72,6 +100,7 @@ class StepContext:
     preview_dir: Path | None = None
     policy_dir: Path | None = None
     pointer: str = ""
+    state: SavedState = field(default_factory=lambda: SavedState(dict))
     _evaluate: Callable[[Any, str], bool] | None = field(default=None, repr=False)
 
     def evaluate(self, condition: Any, where: str = "") -> bool:

@@ -68,6 +68,9 @@ step_runs = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("skip_reason", sa.Text),
     sa.Column("run_attempt", sa.Integer, nullable=False, default=1),
+    # values the step staged with ctx.state.stage(): committed to pipeline_state only when the
+    # run ends SUCCESS (JSON object, or NULL)
+    sa.Column("pending_state", sa.Text),
 )
 
 step_attempts = sa.Table(
@@ -82,6 +85,17 @@ step_attempts = sa.Table(
     sa.Column("started_at", sa.String(40), nullable=False),
     sa.Column("finished_at", sa.String(40)),
     sa.Column("error", sa.Text),
+)
+
+pipeline_state = sa.Table(
+    "pipeline_state",
+    metadata,
+    sa.Column("policy_id", sa.String(200), primary_key=True),
+    sa.Column("step_id", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value_json", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
 )
 
 schema_migrations = sa.Table(
@@ -109,6 +123,7 @@ STEP_STATE_COLUMNS = (
     "skip_reason",
     "output_json",
     "output_hash",
+    "pending_state",
 )
 _ATTEMPT_COLUMNS = ("run_id", "step_id", "run_attempt", "attempt", "status", "started_at", "finished_at", "error")
 
@@ -145,7 +160,14 @@ def _v1_create_tables(conn: Connection) -> None:
     metadata.create_all(conn, tables=[runs, step_runs, step_attempts], checkfirst=True)
 
 
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1_create_tables)]
+def _v2_pipeline_state(conn: Connection) -> None:
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("step_runs")}
+    if "pending_state" not in columns:  # a database made by version 1
+        conn.execute(sa.text("ALTER TABLE step_runs ADD COLUMN pending_state TEXT"))
+    pipeline_state.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1_create_tables), (2, _v2_pipeline_state)]
 
 
 def now() -> str:
@@ -245,6 +267,49 @@ class Store:
                 tx.connection.execute(_INSERT_ATTEMPT, {"run_id": run_id, "step_id": step_id, **attempt_row})
             if values:
                 tx.connection.execute(_UPDATE_STEP, {"_run_id": run_id, "_step_id": step_id, **values})
+
+    def finish_run(self, run_id: str, commit_state: bool, **values: Any) -> None:
+        """End a run; with ``commit_state``, move every step's staged values into pipeline_state
+        in the same transaction (so the run's SUCCESS and its new state land together)."""
+        with self._write() as tx:
+            conn = tx.connection
+            if commit_state:
+                row = conn.execute(sa.select(runs.c.policy_id).where(runs.c.id == run_id)).one()
+                staged = conn.execute(
+                    sa.select(step_runs.c.step_id, step_runs.c.pending_state).where(
+                        step_runs.c.run_id == run_id, step_runs.c.pending_state.is_not(None)
+                    )
+                ).all()
+                stamp = now()
+                for step_id, text in staged:
+                    for key, value in json.loads(text).items():
+                        where = (
+                            (pipeline_state.c.policy_id == row.policy_id)
+                            & (pipeline_state.c.step_id == step_id)
+                            & (pipeline_state.c.key == key)
+                        )
+                        conn.execute(pipeline_state.delete().where(where))
+                        conn.execute(
+                            pipeline_state.insert().values(
+                                policy_id=row.policy_id,
+                                step_id=step_id,
+                                key=key,
+                                value_json=json.dumps(value),
+                                run_id=run_id,
+                                updated_at=stamp,
+                            )
+                        )
+            conn.execute(_UPDATE_RUN, {"_run_id": run_id, **values})
+
+    def get_pipeline_state(self, policy_id: str, step_id: str) -> dict[str, Any]:
+        """The committed values of one step of one policy (what ``ctx.state.get`` reads)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(pipeline_state.c.key, pipeline_state.c.value_json).where(
+                    pipeline_state.c.policy_id == policy_id, pipeline_state.c.step_id == step_id
+                )
+            ).all()
+        return {key: json.loads(text) for key, text in rows}
 
     def checkpoint(self) -> None:
         """Fold the SQLite WAL back into the database file and truncate it (after a run)."""

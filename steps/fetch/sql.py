@@ -31,12 +31,28 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None,
     return sqlite3.SQLITE_DENY
 
 
+class Incremental(BaseModel):
+    """Incremental loading: only rows past the high-water mark of the last successful run."""
+
+    model_config = ConfigDict(extra="forbid")
+    cursor_field: str = Field(description="The column whose largest value becomes the next cursor.")
+    initial_value: Any = Field(description="The cursor of the first run (before any run succeeded).")
+
+
+class FetchSqlOutput(FetchEnvelope):
+    cursor: Any = Field(None, description="With incremental: the cursor this run used (bound as :cursor).")
+    next_cursor: Any = Field(
+        None, description="With incremental: the new high-water mark, committed only if the run ends SUCCESS."
+    )
+
+
 class FetchSql(Step, type="fetch.sql"):
     """Run a read-only SQL query against a SQLite database file; the rows become a DataFrame.
 
     Values go in as named bind parameters (``:name`` in the query, ``params`` in the step),
     never by string interpolation. Anything but reading is refused (writes, ATTACH, PRAGMA,
-    ``load_extension``). ``max_rows`` and ``timeout_s`` bound the query.
+    ``load_extension``). ``max_rows`` and ``timeout_s`` bound the query. With ``incremental``,
+    the query reads the cursor of the last successful run as ``:cursor``.
     """
 
     class Params(BaseModel):
@@ -46,12 +62,27 @@ class FetchSql(Step, type="fetch.sql"):
         params: dict[str, Any] = Field(default_factory=dict, description="Values for the :name placeholders.")
         max_rows: int = Field(100_000, ge=1, description="More rows than this fails the step (add a LIMIT).")
         timeout_s: float = Field(30, gt=0, description="The query is interrupted after this many seconds.")
+        incremental: Incremental | None = Field(
+            None, description="Fetch only new rows: the query reads the cursor as :cursor."
+        )
 
-    Output = FetchEnvelope
+    Output = FetchSqlOutput
 
-    def run(self, params: Params, ctx: StepContext) -> FetchEnvelope:
+    def run(self, params: Params, ctx: StepContext) -> FetchSqlOutput:
         import pandas as pd
 
+        binds = dict(params.params)
+        cursor = None
+        if params.incremental is not None:
+            if ":cursor" not in params.query:
+                raise StepError(
+                    "an incremental query must read its cursor as :cursor, e.g. 'where updated_at > :cursor'",
+                    retryable=False,
+                )
+            if "cursor" in binds:
+                raise StepError("params.cursor is set by incremental loading; rename your parameter", retryable=False)
+            cursor = ctx.state.get("cursor", params.incremental.initial_value)
+            binds["cursor"] = cursor
         path = resolve_path(params.database, ctx.policy_dir)
         if not path.is_file():
             raise StepError(f"database not found: {path} (params.database {params.database!r})", retryable=False)
@@ -65,11 +96,11 @@ class FetchSql(Step, type="fetch.sql"):
             deadline = time.monotonic() + params.timeout_s
             conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, _PROGRESS_EVERY)
             try:
-                cursor = conn.execute(params.query, params.params)
-                rows = cursor.fetchmany(params.max_rows + 1)
+                result = conn.execute(params.query, binds)
+                rows = result.fetchmany(params.max_rows + 1)
             except sqlite3.DatabaseError as exc:
                 raise StepError(self._explain(exc, params, deadline), retryable=False) from exc
-            columns = [d[0] for d in cursor.description or ()]
+            columns = [d[0] for d in result.description or ()]
         finally:
             conn.close()
         if len(rows) > params.max_rows:
@@ -79,13 +110,32 @@ class FetchSql(Step, type="fetch.sql"):
             )
         raw = json.dumps({"columns": columns, "rows": rows}, default=str, separators=(",", ":")).encode()
         frame = pd.DataFrame.from_records(rows, columns=columns)
-        return FetchEnvelope(
+        next_cursor = None
+        if params.incremental is not None:
+            next_cursor = self._advance(frame, params.incremental.cursor_field, cursor, columns)
+            ctx.state.stage("cursor", next_cursor)
+        return FetchSqlOutput(
             data=frame,
             content_type="application/vnd.sqlite3",
             url=path.resolve().as_uri(),
             fetched_at=utc_now(),
             content_hash=sha256_hex(raw),
+            cursor=cursor,
+            next_cursor=next_cursor,
         )
+
+    @staticmethod
+    def _advance(frame: Any, field: str, cursor: Any, columns: list[str]) -> Any:
+        """The largest value of ``field`` in the rows, or the old cursor when there are none."""
+        if field not in columns:
+            raise StepError(
+                f"incremental.cursor_field {field!r} is not a column of the result (it has: {', '.join(columns)})",
+                retryable=False,
+            )
+        if frame.empty:
+            return cursor
+        value = frame[field].max()
+        return value.item() if hasattr(value, "item") else value
 
     @staticmethod
     def _explain(exc: sqlite3.DatabaseError, params: Params, deadline: float) -> str:

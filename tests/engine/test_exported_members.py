@@ -20,6 +20,7 @@ EXPECTED = [
     "RegistryError",
     "ResumeError",
     "RunState",
+    "SavedState",
     "SecretError",
     "Step",
     "StepContext",

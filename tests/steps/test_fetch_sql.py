@@ -124,3 +124,85 @@ def test_content_hash_follows_the_rows(run, store, shop):
         (row,) = [r for r in store.get_steps(result.run_id) if r["step_id"] == "q"]
         hashes.append(json.loads(row["output_json"])["content_hash"])
     assert hashes[0] == hashes[1] != hashes[2]
+
+
+# -- incremental loading ------------------------------------------------------------------------
+
+
+def incremental_policy(gate_ok: bool = True, **extra):
+    step = sql(
+        "select id, amount from orders where id > :cursor order by id",
+        incremental={"cursor_field": "id", "initial_value": 0},
+        **extra,
+    )
+    gate = {"id": "gate", "type": "test.fail" if not gate_ok else "core.value", "params": {}}
+    return policy(step, {**gate, "depends_on": ["q"]})
+
+
+def committed_cursor(state_dir):
+    with sqlite3.connect(state_dir / "engine.db") as con:
+        rows = con.execute("select value_json from pipeline_state where step_id = 'q' and key = 'cursor'").fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def add_orders(shop, ids):
+    with sqlite3.connect(shop) as con:
+        con.executemany("insert into orders values (?, 'emea', '1.00')", [(i,) for i in ids])
+
+
+def test_incremental_reads_only_new_rows_and_advances_on_success(run, store, state_dir, shop):
+    first = run(incremental_policy())
+    assert first.status == "SUCCESS"
+    assert frame(store, first.run_id)["id"].tolist() == list(range(1, 21))
+    assert committed_cursor(state_dir) == [20]
+
+    add_orders(shop, [21, 22])
+    second = run(incremental_policy())
+    assert frame(store, second.run_id)["id"].tolist() == [21, 22]
+    (row,) = [r for r in store.get_steps(second.run_id) if r["step_id"] == "q"]
+    out = json.loads(row["output_json"])
+    assert (out["cursor"], out["next_cursor"]) == (20, 22)
+    assert committed_cursor(state_dir) == [22]
+
+    third = run(incremental_policy())
+    assert frame(store, third.run_id).empty
+    assert committed_cursor(state_dir) == [22]  # no new rows: the mark stays
+
+
+def test_a_failed_run_does_not_advance_the_cursor(run, store, state_dir, shop):
+    run(incremental_policy())
+    add_orders(shop, [21, 22, 23])
+    failed = run(incremental_policy(gate_ok=False))
+    assert failed.status == "FAILED"
+    assert committed_cursor(state_dir) == [20]  # rows 21-23 were read but not delivered
+    again = run(incremental_policy())
+    assert frame(store, again.run_id)["id"].tolist() == [21, 22, 23]  # so they are read again
+    assert committed_cursor(state_dir) == [23]
+
+
+def test_resuming_a_failed_run_to_success_advances_the_cursor(run, resume, store, state_dir, write_policy, shop):
+    failed = run(incremental_policy(gate_ok=False))
+    assert committed_cursor(state_dir) == []
+    fixed = write_policy(incremental_policy(), "fixed.json")
+    resumed = resume(failed.run_id, policy_path=fixed)
+    assert resumed.status == "SUCCESS"
+    assert committed_cursor(state_dir) == [20]  # staged by the kept step of the first attempt
+
+
+def test_a_dry_run_does_not_advance_the_cursor(run, state_dir, shop):
+    assert run(incremental_policy(), dry_run=True).status == "SUCCESS"
+    assert committed_cursor(state_dir) == []
+
+
+def test_incremental_query_must_read_the_cursor(run, shop):
+    step = sql("select id from orders", incremental={"cursor_field": "id", "initial_value": 0})
+    result = run(policy(step))
+    assert result.steps[0].error == (
+        "an incremental query must read its cursor as :cursor, e.g. 'where updated_at > :cursor'"
+    )
+
+
+def test_cursor_field_must_be_a_column(run, shop):
+    step = sql("select amount from orders where id > :cursor", incremental={"cursor_field": "id", "initial_value": 0})
+    result = run(policy(step))
+    assert result.steps[0].error == "incremental.cursor_field 'id' is not a column of the result (it has: amount)"

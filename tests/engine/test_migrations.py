@@ -1,0 +1,35 @@
+"""Versioned migrations: a database made by an older engine is brought up to date in place."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from engine import store as store_module
+from engine.store import Store
+
+
+def test_a_version_1_database_is_migrated_to_the_latest(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+    old = Store(tmp_path)
+    old.close()
+    with sqlite3.connect(tmp_path / "engine.db") as con:
+        con.execute("alter table step_runs drop column pending_state")  # as version 1 made it
+    monkeypatch.undo()
+
+    new = Store(tmp_path)
+    assert new.schema_version() == len(store_module.MIGRATIONS) == 2
+    new.close()
+    with sqlite3.connect(tmp_path / "engine.db") as con:
+        columns = {row[1] for row in con.execute("pragma table_info(step_runs)")}
+        tables = {row[0] for row in con.execute("select name from sqlite_master where type = 'table'")}
+        versions = [row[0] for row in con.execute("select version from schema_migrations order by version")]
+    assert "pending_state" in columns
+    assert {"runs", "step_runs", "step_attempts", "pipeline_state", "schema_migrations"} <= tables
+    assert versions == [1, 2]
+
+
+def test_migrating_twice_changes_nothing(tmp_path):
+    Store(tmp_path).close()
+    again = Store(tmp_path)
+    assert again.schema_version() == 2
+    again.close()
