@@ -1,7 +1,8 @@
 """Transform stage: shape DataFrames. Importing this package registers its step types.
 
-For now: ``transform.frame`` and ``transform.validate``.
+``transform.frame``, ``transform.validate`` and ``transform.store``.
 """
 
 from . import frame as frame
+from . import store as store
 from . import validate as validate
