@@ -21,7 +21,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class DeriveKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    column: str = Field(description="The key column to add.")
+    column: str = Field(pattern=_IDENT.pattern, description="The key column to add (letters, digits and _).")
     from_: list[str] = Field(alias="from", min_length=1, description="Columns hashed (SHA-256 of 'a|b|c').")
 
 

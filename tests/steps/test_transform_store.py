@@ -129,3 +129,15 @@ def test_merge_needs_a_primary_key_and_unique_keys(run):
         run(store_step(ROWS, disposition="merge"))
     result = run(store_step(ROWS + [ROWS[0]], disposition="merge", primary_key=["id"]))
     assert result.steps[2].error.startswith("the data has duplicate keys ['id']")
+
+
+def test_identifiers_are_checked_before_any_sql(run, tmp_path):
+    from engine import PolicyError
+
+    with pytest.raises(PolicyError, match="/steps/2/params/table"):
+        run(store_step(ROWS, table='orders"; drop table x; --'))
+    with pytest.raises(PolicyError, match="/steps/2/params/derive_key/column"):
+        run(store_step(ROWS, derive_key={"column": 'k" TEXT); --', "from": ["id"]}))
+    bad = run(store_step([{"id": 1, "amount": "1", "we ird": 2}]))
+    assert bad.steps[2].error == "column names must be letters, digits and _ to be stored: ['we ird']"
+    assert not (tmp_path / "out.db").exists()
