@@ -202,7 +202,8 @@ def steps(as_json: bool) -> None:
         aliases = f" (alias: {', '.join(cls.aliases)})" if cls.aliases else ""
         effects = " [side effects]" if cls.side_effects else ""
         stdout.print(f"[bold]{cls.type}[/]{aliases}{escape(effects)}")
-        stdout.print(f"    {cls.description().splitlines()[0] if cls.description() else ''}", markup=False)
+        summary = " ".join(cls.description().split("\n\n")[0].split())  # the first paragraph, on one line
+        stdout.print(f"    {summary}", markup=False)
 
 
 # -- run, resume ------------------------------------------------------------------------------
