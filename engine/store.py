@@ -435,13 +435,6 @@ class Store:
             ).mappings()
             return [dict(r) for r in rows]
 
-    def get_attempts(self, run_id: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(step_attempts).where(step_attempts.c.run_id == run_id).order_by(step_attempts.c.id)
-            ).mappings()
-            return [dict(r) for r in rows]
-
     def list_runs(
         self, policy_id: str | None = None, status: str | None = None, limit: int = 20
     ) -> list[dict[str, Any]]:

@@ -185,11 +185,6 @@ def _compile(source: str) -> jinja2.Template:
     return _env.from_string(source)
 
 
-def template_names(source: str) -> set[str]:
-    """Top-level names a template reads (``params``, ``run`` and step ids). Raises TemplateSyntaxError."""
-    return template_reads(source)[0]
-
-
 def template_reads(source: str) -> tuple[set[str], set[tuple[str, str]]]:
     """The top-level names a template reads, and each ``name.field`` / ``name["field"]`` it reads.
 
