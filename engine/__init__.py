@@ -10,7 +10,9 @@ Plugin authors import from here only; everything else is internal.
 
 from .artifacts import ArtifactRef as ArtifactRef
 from .artifacts import ArtifactStore as ArtifactStore
+from .config import EngineConfig as EngineConfig
 from .errors import ConditionError as ConditionError
+from .errors import ConfigError as ConfigError
 from .errors import EngineError as EngineError
 from .errors import InvalidTransition as InvalidTransition
 from .errors import PolicyError as PolicyError
@@ -23,20 +25,26 @@ from .errors import StepError as StepError
 from .errors import StepTimeout as StepTimeout
 from .errors import TemplateError as TemplateError
 from .errors import UsageError as UsageError
+from .sections import policy_section as policy_section
 from .states import RunState as RunState
 from .states import StepState as StepState
+from .step import CheckContext as CheckContext
 from .step import ConditionValue as ConditionValue
 from .step import SavedState as SavedState
 from .step import Step as Step
 from .step import StepContext as StepContext
+from .values import is_expression as is_expression
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArtifactRef",
     "ArtifactStore",
+    "CheckContext",
     "ConditionError",
     "ConditionValue",
+    "ConfigError",
+    "EngineConfig",
     "EngineError",
     "InvalidTransition",
     "PolicyError",
@@ -55,4 +63,6 @@ __all__ = [
     "TemplateError",
     "UsageError",
     "__version__",
+    "is_expression",
+    "policy_section",
 ]

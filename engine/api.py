@@ -13,6 +13,7 @@ from typing import Any
 from . import graph as graphs
 from . import outputs
 from .artifacts import ArtifactStore
+from .config import EngineConfig
 from .errors import PolicyError, ResumeError, UsageError
 from .params import check_params, coerce_param
 from .runner import Observer, Runner, RunSetup
@@ -82,8 +83,8 @@ def new_run_id() -> str:
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
-def load_policy(source: str | Path | ValidPolicy) -> ValidPolicy:
-    return source if isinstance(source, ValidPolicy) else validate_file(source)
+def load_policy(source: str | Path | ValidPolicy, config: EngineConfig | None = None) -> ValidPolicy:
+    return source if isinstance(source, ValidPolicy) else validate_file(source, config)
 
 
 def run_params(
@@ -116,9 +117,16 @@ async def run_policy(
     observer: Observer | None = None,
     on_runner: Callable[[Runner], None] | None = None,
     run_id: str | None = None,
+    config: EngineConfig | None = None,
+    scheduled_for: str | None = None,
 ) -> RunResult:
-    """Validate, record and execute a policy; return the finished run."""
-    valid = load_policy(source)
+    """Validate, record and execute a policy; return the finished run.
+
+    ``config`` defaults to :meth:`EngineConfig.load`; ``scheduled_for`` is the slot a scheduled
+    run was started for (UTC ISO 8601), available to steps as ``ctx.run.scheduled_for``.
+    """
+    config = config if config is not None else EngineConfig.load()
+    valid = load_policy(source, config)
     values = run_params(valid, param_strings, params)
     run_id = run_id or new_run_id()
     started_at = now()
@@ -137,6 +145,7 @@ async def run_policy(
             "attempt": 1,
             "started_at": started_at,
             "preview_dir": str(preview_dir) if preview_dir else None,
+            "scheduled_for": scheduled_for,
         },
         _step_rows(valid),
     )
@@ -147,8 +156,9 @@ async def run_policy(
         params=values,
         dry_run=dry_run,
         preview_dir=preview_dir,
-        run_info=_run_info(run_id, valid.id, started_at, dry_run, 1, trigger),
+        run_info=_run_info(run_id, valid.id, started_at, dry_run, 1, trigger, scheduled_for),
         observer=observer,
+        config=config,
     )
     await _execute(setup, on_runner)
     return get_run(store, run_id)
@@ -161,8 +171,10 @@ async def resume_run(
     policy_path: str | Path | None = None,
     observer: Observer | None = None,
     on_runner: Callable[[Runner], None] | None = None,
+    config: EngineConfig | None = None,
 ) -> RunResult:
     """Continue a FAILED, PARTIAL or CANCELLED run under the same id, keeping what succeeded."""
+    config = config if config is not None else EngineConfig.load()
     store.mark_interrupted()
     row = require_run(store, run_id)
     run_id = row["id"]  # the caller may have given a unique prefix
@@ -173,14 +185,14 @@ async def resume_run(
         raise ResumeError(f"run {run_id} is still running (pid {row['pid']} on {row['host']}); wait for it or stop it")
     check_run(run_id, status, RunState.RUNNING)
     if policy_path is not None:
-        valid = validate_file(policy_path)
+        valid = validate_file(policy_path, config)
         if valid.id != row["policy_id"]:
             raise ResumeError(
                 f"{policy_path}: policy id {valid.id!r} does not match run {run_id}'s policy {row['policy_id']!r}"
             )
     else:
         stored_path = Path(row["policy_path"]) if row["policy_path"] else None
-        valid = validate_document(json.loads(row["policy_json"]), stored_path)
+        valid = validate_document(json.loads(row["policy_json"]), stored_path, config)
     # the run keeps its params; a param the (fixed) policy newly declares takes its default
     stored = json.loads(row["params_json"])
     params = check_params(valid.policy, {k: v for k, v in stored.items() if k in valid.policy.params})
@@ -213,6 +225,7 @@ async def resume_run(
         run_info=_run_info(
             run_id, valid.id, row["started_at"], bool(row["dry_run"]), attempt, row["trigger"], row["scheduled_for"]
         ),
+        config=config,
     )
     await _execute(setup, on_runner)
     return get_run(store, run_id)

@@ -5,6 +5,7 @@
     ├── UsageError              a command was called wrongly (unknown run id, bad flag value)  exit 2
     ├── RegistryError           a step type is registered twice, or a plugin cannot be loaded  exit 2
     ├── ResumeError             a run cannot be resumed (e.g. it already succeeded)           exit 2
+    ├── ConfigError             the engine configuration (engine.toml, ENGINE_*) is invalid   exit 2
     ├── InvalidTransition       an illegal step/run state change (a bug, never user input)
     └── StepError               a step failed; the runner records it on the step
         ├── StepTimeout         the step ran longer than its timeout_s
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ConditionError",
+    "ConfigError",
     "EngineError",
     "InvalidTransition",
     "PolicyError",
@@ -113,6 +115,12 @@ class RegistryError(EngineError):
 
 class ResumeError(EngineError):
     """The run cannot be resumed (it succeeded, is still running, or the policy does not match)."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class ConfigError(EngineError):
+    """The engine configuration file or an ``ENGINE_*`` setting is invalid; the message names which."""
 
     exit_code: ClassVar[int] = 2
 

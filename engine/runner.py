@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from . import outputs, pointers, redact
 from .artifacts import ArtifactStore
 from .conditions import parse_condition
+from .config import EngineConfig
 from .errors import ConditionError, StepError, StepTimeout
 from .logs import get_logger
 from .policy import (
@@ -105,6 +106,7 @@ class RunSetup:
     observer: Observer | None = None
     # steps already finished (a resume): id -> (state, output)
     kept: dict[str, tuple[StepState, Any]] = field(default_factory=dict)
+    config: EngineConfig = field(default_factory=EngineConfig)
 
 
 class Runner:
@@ -409,7 +411,11 @@ class Runner:
             policy_dir=self.valid.path.resolve().parent if self.valid.path else None,
             pointer=where,
             state=SavedState(lambda: self.store.get_pipeline_state(self.policy.id, sid)),
+            sections=self.valid.sections,
+            config=self.setup.config,
+            policy_id=self.policy.id,
             _evaluate=lambda cond, at="": parse_condition(cond, at).evaluate(self.ctx),
+            _database=self.store.database,
         )
         step = cls()
         previewing = self.setup.dry_run and cls.has_side_effects(params)

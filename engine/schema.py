@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+from . import sections as policy_sections
 from .conditions import OPS
 from .policy import Policy
 from .step import Step, registry
@@ -185,6 +186,12 @@ def policy_schema() -> dict[str, Any]:
         variants.append({"$ref": f"#/$defs/Step_{name}"})
         for alias in (step.type, *step.aliases):
             mapping[alias] = f"#/$defs/Step_{name}"
+    properties = dict(schema["properties"])
+    for name, section in policy_sections.sections().items():
+        section_schema = section.adapter.json_schema(by_alias=True, ref_template=f"#/$defs/section_{name}__{{model}}")
+        defs.update({f"section_{name}__{k}": v for k, v in section_schema.pop("$defs", {}).items()})
+        properties[name] = {"description": section.description, **section_schema}
+    schema["properties"] = properties
     defs["StepSpec"] = {
         "description": "A step; its params depend on its type.",
         "oneOf": variants,

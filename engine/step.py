@@ -21,16 +21,19 @@ from __future__ import annotations
 import builtins
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
-from .errors import RegistryError, StepError
+from .config import EngineConfig
+from .errors import Problem, RegistryError, StepError
 
 if TYPE_CHECKING:
+    import sqlalchemy
+
     from .artifacts import ArtifactStore
 
 
@@ -86,7 +89,10 @@ class StepContext:
     content-addressed store), ``preview_dir`` (where a dry run writes previews),
     ``policy_dir`` (the policy file's folder, for relative paths), ``pointer`` (the step's
     JSON pointer in the policy, e.g. ``/steps/3``, for error messages), ``state`` (values kept
-    between runs of the policy, committed only by a successful run: see :class:`SavedState`).
+    between runs of the policy, committed only by a successful run: see :class:`SavedState`),
+    ``sections`` (the policy's plugin sections such as ``rate_limits``, validated, defaults
+    filled in: see :func:`engine.policy_section`), ``config`` (the engine configuration:
+    ``config.section("fetch")``), ``policy_id``.
     """
 
     run_id: str
@@ -101,7 +107,23 @@ class StepContext:
     policy_dir: Path | None = None
     pointer: str = ""
     state: SavedState = field(default_factory=lambda: SavedState(dict))
+    sections: Mapping[str, Any] = field(default_factory=dict)
+    config: EngineConfig = field(default_factory=EngineConfig)
+    policy_id: str = ""
     _evaluate: Callable[[Any, str], bool] | None = field(default=None, repr=False)
+    _database: Callable[[Any], Any] | None = field(default=None, repr=False)
+
+    def database(self, metadata: sqlalchemy.MetaData) -> sqlalchemy.Engine:
+        """The engine's own database, with ``metadata``'s tables created if they do not exist.
+
+        For plugins that keep records beside the run state (a fetch cache, delivery records):
+        define tables on a ``MetaData`` of your own, with names prefixed by your stage, and
+        use plain SQLAlchemy Core on the returned engine. Writes are short transactions; from
+        async code, run them with ``asyncio.to_thread``.
+        """
+        if self._database is None:
+            raise StepError("no state database is attached to this step context", retryable=False)
+        return self._database(metadata)  # type: ignore[no-any-return]
 
     def evaluate(self, condition: Any, where: str = "") -> bool:
         """Evaluate a condition (a ``ConditionValue`` param) against the run context.
@@ -110,6 +132,29 @@ class StepContext:
         """
         assert self._evaluate is not None
         return self._evaluate(condition, where or self.pointer)
+
+
+@dataclass
+class CheckContext:
+    """What :meth:`Step.check` gets at validation time.
+
+    ``step_id``, ``pointer`` (the step's params, e.g. ``/steps/3/params``), ``sections`` (the
+    policy's plugin sections, validated, defaults filled in), ``policy_dir``, and ``config``
+    (the engine configuration, read on first use).
+    """
+
+    step_id: str
+    pointer: str
+    sections: Mapping[str, Any]
+    policy_dir: Path | None = None
+    _config: Callable[[], EngineConfig] = field(default=EngineConfig.load, repr=False)
+    _loaded: EngineConfig | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> EngineConfig:
+        if self._loaded is None:
+            self._loaded = self._config()
+        return self._loaded
 
 
 class Step:
@@ -178,6 +223,17 @@ class Step:
         exactly when this is true.
         """
         return cls.side_effects
+
+    @classmethod
+    def check(cls, params: dict[str, Any], where: CheckContext) -> list[Problem]:
+        """Validation-time checks beyond the Params model, such as an allow-list.
+
+        ``params`` are the step's params as written: a value may still be an expression
+        (``{"ref": ...}``, see :func:`engine.is_expression`), which a check should leave to run
+        time. Return problems with pointers relative to the params (``"/url"``); the engine
+        prefixes the step's location. The default checks nothing.
+        """
+        return []
 
     def run(self, params: Any, ctx: StepContext) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -197,6 +197,7 @@ class Store:
         self.migrate()
         self._writer: Connection | None = None
         self._raw: Any = None
+        self._plugin_tables: set[int] = set()
         self._set_state, self._add_attempt = _hot_statements(self.engine.dialect)
 
     def _write(self) -> Any:
@@ -241,6 +242,21 @@ class Store:
                 if version not in done:
                     apply(conn)
                     conn.execute(schema_migrations.insert().values(version=version, applied_at=now()))
+
+    def database(self, metadata: sa.MetaData) -> Engine:
+        """The database engine, with a plugin's tables created (once per store) if missing."""
+        if id(metadata) not in self._plugin_tables:
+            for attempt in range(6):  # two processes may create the same tables at once
+                try:
+                    with self.engine.begin() as conn:
+                        metadata.create_all(conn, checkfirst=True)
+                    break
+                except (sa.exc.OperationalError, sa.exc.IntegrityError):
+                    if attempt == 5:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+            self._plugin_tables.add(id(metadata))
+        return self.engine
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:

@@ -23,8 +23,10 @@ from pydantic import BaseModel, ValidationError
 
 from . import graph as graphs
 from . import locate, pointers
+from . import sections as policy_sections
 from .conditions import Condition, ConditionParser
-from .errors import PolicyError, Problem, did_you_mean
+from .config import EngineConfig
+from .errors import ConfigError, PolicyError, Problem, did_you_mean
 from .params import JSON_TYPES, json_type_matches
 from .policy import (
     PARAM_NAME_PATTERN,
@@ -34,7 +36,7 @@ from .policy import (
     StepSpec,
     sha256_of,
 )
-from .step import Step, registry
+from .step import CheckContext, Step, registry
 from .values import RUN_FIELDS, SECRET_NAME, expression_kind, iter_expressions, parse_ref, template_reads
 
 _STEP_ID_RE = __import__("re").compile(STEP_ID_PATTERN)
@@ -55,6 +57,8 @@ class ValidPolicy:
     main_ids: list[str]
     failure_ids: list[str]
     graph: nx.DiGraph = field(repr=False)
+    # plugin sections (engine.policy_section): every declared one, validated, defaults filled in
+    sections: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -109,7 +113,7 @@ def load_document(text: str, source: str | None = None) -> dict[str, Any]:
     return doc
 
 
-def validate_file(path: str | Path) -> ValidPolicy:
+def validate_file(path: str | Path, config: EngineConfig | None = None) -> ValidPolicy:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -118,7 +122,7 @@ def validate_file(path: str | Path) -> ValidPolicy:
     except UnicodeDecodeError:
         raise PolicyError([Problem("", "the policy file is not UTF-8 text")], str(path)) from None
     try:
-        return validate_document(load_document(text, str(path)), path)
+        return validate_document(load_document(text, str(path)), path, config)
     except PolicyError as exc:
         raise with_lines(exc, text) from None
 
@@ -137,9 +141,13 @@ def with_lines(exc: PolicyError, text: str) -> PolicyError:
     return PolicyError(problems, exc.source)
 
 
-def validate_document(doc: dict[str, Any], path: Path | None = None) -> ValidPolicy:
-    """Check a parsed document; raise PolicyError listing every problem."""
-    checker = _Checker(doc)
+def validate_document(doc: dict[str, Any], path: Path | None = None, config: EngineConfig | None = None) -> ValidPolicy:
+    """Check a parsed document; raise PolicyError listing every problem.
+
+    ``config`` is the engine configuration that step checks (such as allow-lists) may read;
+    by default it is loaded (``EngineConfig.load``) the first time a check asks for it.
+    """
+    checker = _Checker(doc, path.resolve().parent if path else None, config)
     result = checker.run()
     if checker.problems:
         raise PolicyError(checker.problems, str(path) if path else None)
@@ -156,6 +164,7 @@ def validate_document(doc: dict[str, Any], path: Path | None = None) -> ValidPol
         main_ids=[s.id for s in policy.steps],
         failure_ids=[s.id for s in policy.on_failure],
         graph=graph,
+        sections=checker.sections,
     )
 
 
@@ -166,11 +175,19 @@ def _step_type(name: str) -> type[Step]:
 
 
 class _Checker:
-    def __init__(self, doc: dict[str, Any]) -> None:
+    def __init__(self, doc: dict[str, Any], policy_dir: Path | None, config: EngineConfig | None) -> None:
         self.doc = doc
+        self.policy_dir = policy_dir
         self.problems: list[Problem] = []
         self.skip_conditions: dict[str, Condition | None] = {}
         self.raw_steps: list[Any] = []
+        self.sections: dict[str, Any] = {}
+        self._config = config
+
+    def config(self) -> EngineConfig:
+        if self._config is None:
+            self._config = EngineConfig.load()
+        return self._config
 
     def add(self, pointer: str, message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(pointer, message, hint))
@@ -212,11 +229,28 @@ class _Checker:
     # -- shape ---------------------------------------------------------------------------
 
     def _shape(self) -> Policy | None:
+        declared = policy_sections.sections()
+        core = {k: v for k, v in self.doc.items() if k not in declared}
+        for name, section in declared.items():
+            if name not in self.doc:
+                self.sections[name] = section.default
+                continue
+            try:
+                self.sections[name] = section.adapter.validate_python(self.doc[name])
+            except ValidationError as exc:
+                for error in exc.errors():
+                    self.problems.append(_problem_from_pydantic(error, section.annotation, pointers.join("", name)))
         try:
-            return Policy.model_validate(self.doc)
+            return Policy.model_validate(core)
         except ValidationError as exc:
             for error in exc.errors():
-                self.problems.append(_problem_from_pydantic(error, Policy, ""))
+                problem = _problem_from_pydantic(error, Policy, "")
+                if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+                    fields = sorted({f.alias or n for n, f in Policy.model_fields.items()} | set(declared))
+                    problem = dataclasses.replace(
+                        problem, hint=did_you_mean(str(error["loc"][0]), fields) or f"allowed: {', '.join(fields)}"
+                    )
+                self.problems.append(problem)
             return None
 
     def _check_param_defaults(self, params: dict[str, Any]) -> None:
@@ -305,6 +339,7 @@ class _Checker:
                 self._check_condition(params[name], pointers.join(params_ptr, name), phase, need)
             if step_type is not None:
                 self._check_params(step_type, params, params_ptr)
+                self._run_check(step_type, sid, params, params_ptr)
 
         if raw.get("skip_if") is not None:
             cond = self._check_condition(raw["skip_if"], pointers.join(ptr, "skip_if"), phase, need)
@@ -324,6 +359,18 @@ class _Checker:
                 if any(loc_ptr == e or loc_ptr.startswith(e + "/") for e in expression_ptrs):
                     continue
                 self.problems.append(_problem_from_pydantic(error, step_type.Params, ptr))
+
+    def _run_check(self, step_type: type[Step], sid: str, params: dict[str, Any], ptr: str) -> None:
+        """The step type's own validation-time checks (Step.check), e.g. host allow-lists."""
+        where = CheckContext(sid, ptr, self.sections, self.policy_dir, self.config)
+        try:
+            found = step_type.check(params, where)
+        except ConfigError:
+            raise
+        except Exception as exc:  # a plugin bug must not hide the other problems
+            found = [Problem("", f"{step_type.type} check failed: {type(exc).__name__}: {exc}")]
+        for problem in found:
+            self.problems.append(dataclasses.replace(problem, pointer=ptr + problem.pointer))
 
     def _check_values(self, params: Any, ptr: str, sid: str, phase: str, need: Any) -> None:
         for expr in iter_expressions(params, ptr):

@@ -51,6 +51,12 @@ def expression_kind(value: Any) -> str | None:
     return None
 
 
+def is_expression(value: Any) -> bool:
+    """Whether ``value`` is a ``ref``, ``template``, ``secret`` or ``literal`` expression (a value
+    known only when the step runs, or wrapped as ``literal``) rather than a plain JSON value."""
+    return expression_kind(value) is not None
+
+
 @dataclass(frozen=True)
 class Expression:
     pointer: str

@@ -260,3 +260,58 @@ class Artifact(Step, type="test.artifact"):
 
     async def run(self, params: Params, ctx: StepContext) -> Any:
         return ctx.artifacts.put_bytes(params.text.encode(), "text/html", name=params.name)
+
+
+# -- plugin surface: policy sections, validation checks, plugin tables --------------------
+
+import sqlalchemy as sa  # noqa: E402
+
+from engine import CheckContext, Problem, is_expression, policy_section  # noqa: E402
+
+
+class Limit(BaseModel):
+    model_config = {"extra": "forbid"}
+    per_run: int = Field(ge=1)
+
+
+policy_section("test_targets", list[str], "Targets test.target may name.", default=["a"])
+policy_section("test_limits", dict[str, Limit], "Per-target limits for test.target.", default={})
+
+visits_metadata = sa.MetaData()
+visits = sa.Table(
+    "test_visits",
+    visits_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(100), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+)
+
+
+class Target(Step, type="test.target"):
+    """Visit a target allowed by the policy's ``test_targets`` or engine config ``[test] targets``."""
+
+    class Params(BaseModel):
+        target: str
+
+    class Output(BaseModel):
+        target: str
+        limit: int | None
+        visits: int
+
+    @classmethod
+    def check(cls, params: dict[str, Any], where: CheckContext) -> list[Problem]:
+        target = params.get("target")
+        if not isinstance(target, str) or is_expression(target):
+            return []
+        allowed = [*where.sections["test_targets"], *where.config.section("test").get("targets", [])]
+        if target not in allowed:
+            return [Problem("/target", f"target {target!r} is not allowed", f"allowed: {', '.join(allowed)}")]
+        return []
+
+    def run(self, params: Params, ctx: StepContext) -> Output:
+        db = ctx.database(visits_metadata)
+        with db.begin() as conn:
+            conn.execute(visits.insert().values(target=params.target, run_id=ctx.run_id))
+            count = conn.execute(sa.select(sa.func.count()).where(visits.c.target == params.target)).scalar_one()
+        limit = ctx.sections["test_limits"].get(params.target)
+        return self.Output(target=params.target, limit=limit.per_run if limit else None, visits=count)

@@ -10,8 +10,11 @@ from engine import errors
 EXPECTED = [
     "ArtifactRef",
     "ArtifactStore",
+    "CheckContext",
     "ConditionError",
     "ConditionValue",
+    "ConfigError",
+    "EngineConfig",
     "EngineError",
     "InvalidTransition",
     "PolicyError",
@@ -30,6 +33,8 @@ EXPECTED = [
     "TemplateError",
     "UsageError",
     "__version__",
+    "is_expression",
+    "policy_section",
 ]
 
 
@@ -57,6 +62,7 @@ def test_errors_module_exports_the_hierarchy_with_exit_codes():
     assert sorted(errors.__all__) == sorted(n for n in EXPECTED if n in vars(errors))
     assert {name: getattr(errors, name).exit_code for name in errors.__all__ if name != "Problem"} == {
         "ConditionError": 1,
+        "ConfigError": 2,
         "EngineError": 1,
         "InvalidTransition": 1,
         "PolicyError": 2,

@@ -1,0 +1,1 @@
+"""Render stage: turn a report snapshot into HTML and PDF (``render.html``, ``render.pdf``)."""

@@ -1,0 +1,1 @@
+"""Report stage: freeze the data a report shows into a versioned, hashed snapshot (``report.build``)."""

@@ -1,0 +1,1 @@
+"""Send stage: deliver rendered reports (``send.email``, ``send.file``), idempotent and tracked."""
