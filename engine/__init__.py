@@ -25,6 +25,7 @@ from .errors import StepError as StepError
 from .errors import StepTimeout as StepTimeout
 from .errors import TemplateError as TemplateError
 from .errors import UsageError as UsageError
+from .redact import register as register_secret
 from .sections import policy_section as policy_section
 from .states import RunState as RunState
 from .states import StepState as StepState
@@ -65,4 +66,5 @@ __all__ = [
     "__version__",
     "is_expression",
     "policy_section",
+    "register_secret",
 ]

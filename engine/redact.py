@@ -16,6 +16,11 @@ _secrets: frozenset[str] = frozenset()
 
 
 def register(value: str) -> None:
+    """Mask ``value`` from now on in logs, errors, stored outputs and previews.
+
+    ``{"secret": ...}`` values are registered by the engine; a plugin that reads a secret some
+    other way (a password from the engine configuration) registers it as ``engine.register_secret``.
+    """
     global _secrets
     if len(value) >= _MIN_LENGTH and value not in _secrets:
         with _lock:

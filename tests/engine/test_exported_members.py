@@ -35,6 +35,7 @@ EXPECTED = [
     "__version__",
     "is_expression",
     "policy_section",
+    "register_secret",
 ]
 
 
