@@ -1,7 +1,9 @@
 """Fetch stage: bring data in. Importing this package registers its step types.
 
-For now: ``fetch.file`` (CSV, JSON, JSONL, Parquet) and ``fetch.sql`` (read-only SQLite).
+``fetch.http`` (allowed hosts, rate limits, retries, cache, pagination), ``fetch.file`` (CSV,
+JSON, JSONL, Parquet) and ``fetch.sql`` (read-only SQLite).
 """
 
 from . import file as file
+from . import http as http
 from . import sql as sql

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine import Step, StepContext, StepError
 
+from . import paths
 from .envelope import FetchEnvelope, resolve_path, sha256_hex, utc_now
 
 Format = Literal["csv", "json", "jsonl", "parquet"]
@@ -124,13 +125,7 @@ class FetchFile(Step, type="fetch.file"):
 def _walk(document: Any, record_path: str | None) -> Any:
     if not record_path:
         return document
-    current = document
-    for i, key in enumerate(record_path.split(".")):
-        if isinstance(current, dict) and key in current:
-            current = current[key]
-        elif isinstance(current, list) and key.isdigit() and int(key) < len(current):
-            current = current[int(key)]
-        else:
-            where = ".".join(record_path.split(".")[:i]) or "the top level"
-            raise StepError(f"record_path {record_path!r}: {key!r} not found at {where}", retryable=False)
-    return current
+    try:
+        return paths.lookup(document, record_path)
+    except KeyError as exc:
+        raise StepError(f"record_path {record_path!r}: {exc.args[0]}", retryable=False) from None
