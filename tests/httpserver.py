@@ -70,6 +70,7 @@ class HttpServer:
 def _handler(server: HttpServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out at once: no delayed-ACK stalls
 
         def log_message(self, *args: Any) -> None:  # quiet
             pass
