@@ -79,8 +79,9 @@ class Recorder:
         if self.data_replies:
             return self.data_replies.pop(0)
         login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
+        tls = server.transport.get_extra_info("ssl_object") is not None
         self.messages.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content, login, bool(session.ssl))
+            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content, login, tls)
         )
         return "250 2.0.0 OK: queued"
 
@@ -119,20 +120,17 @@ class SmtpServer:
     host: str
     port: int
     handler: Recorder
+    security: str = "none"
     ca_file: str | None = None
+    auth: bool = False
 
     def params(self, **extra: Any) -> dict[str, Any]:
-        """send.email connection params for this server."""
-        base: dict[str, Any] = {"host": self.host, "port": self.port, "security": "none"}
+        """send.email connection params for this server (the password as a secret)."""
+        base: dict[str, Any] = {"host": self.host, "port": self.port, "security": self.security}
         if self.ca_file:
-            base.update(
-                {
-                    "security": "starttls",
-                    "tls_ca_file": self.ca_file,
-                    "username": USERNAME,
-                    "password": {"secret": PASSWORD_ENV},
-                }
-            )
+            base["tls_ca_file"] = self.ca_file
+        if self.auth:
+            base.update(username=USERNAME, password={"secret": PASSWORD_ENV})
         return {**base, **extra}
 
 
@@ -168,7 +166,7 @@ def start_smtp(tls_ca: tuple[trustme.CA, str]) -> Iterator[Callable[..., SmtpSer
         controller.start()
         running.append(controller)
         handler.connections = 0  # the controller's own start-up check
-        return SmtpServer("127.0.0.1", controller.port, handler, ca_file if tls else None)
+        return SmtpServer("127.0.0.1", controller.port, handler, tls or "none", ca_file if tls else None, auth)
 
     yield start
     for controller in running:

@@ -6,19 +6,31 @@ import hashlib
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine import ArtifactRef, StepContext, StepError
 
 
 class Attachment(BaseModel):
-    """An artifact with the file name (and media type) it is delivered under."""
+    """An artifact with the file name (and media type) it is delivered under.
+
+    A bare artifact (what ``{"ref": "ctx.pdf.pdf"}`` resolves to) is accepted too and keeps its
+    own name. (One model rather than a union, so validation errors keep plain JSON pointers.)
+    """
 
     model_config = ConfigDict(extra="forbid")
     artifact: ArtifactRef = Field(description="An artifact ref, e.g. {'ref': 'ctx.pdf.pdf'}.")
     filename: str | None = Field(None, description="The file name shown to the reader; default the artifact's name.")
     media_type: str | None = Field(None, description="Overrides the artifact's media type.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_artifact(cls, value: Any) -> Any:
+        if isinstance(value, ArtifactRef) or (isinstance(value, dict) and "sha256" in value):
+            return {"artifact": value}
+        return value
 
 
 @dataclass(frozen=True)
@@ -46,10 +58,8 @@ def read_artifact(ref: ArtifactRef, ctx: StepContext, where: str) -> bytes:
     )
 
 
-def blob(item: ArtifactRef | Attachment, ctx: StepContext, where: str) -> Blob:
-    ref, filename, media_type = (
-        (item.artifact, item.filename, item.media_type) if isinstance(item, Attachment) else (item, None, None)
-    )
+def blob(item: Attachment, ctx: StepContext, where: str) -> Blob:
+    ref, filename, media_type = item.artifact, item.filename, item.media_type
     name = filename or ref.name or _default_name(ref)
     if "/" in name or "\\" in name or name in (".", ".."):
         raise StepError(f"{where}: file name {name!r} must not contain a path", retryable=False)

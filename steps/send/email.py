@@ -58,7 +58,7 @@ class SendEmail(Step, type="send.email"):
         subject: str = Field(min_length=1, description="The subject line (often a template).")
         html: ArtifactRef | str | None = Field(None, description="The HTML body: an artifact ref or a string.")
         text: str | None = Field(None, description="The plain-text body; default generated from html.")
-        attachments: list[ArtifactRef | Attachment] = Field(
+        attachments: list[Attachment] = Field(
             default_factory=list, description="Artifact refs, or {artifact, filename, media_type} objects."
         )
         host: str | None = Field(None, description="SMTP server; default [smtp] host, else localhost.")

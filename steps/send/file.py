@@ -11,7 +11,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine import ArtifactRef, Step, StepContext, StepError
+from engine import Step, StepContext, StepError
 
 from .content import Attachment, Blob, blob
 from .deliveries import Deliveries, content_hash, dedup_key, utc_now
@@ -58,7 +58,7 @@ class SendFile(Step, type="send.file"):
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        artifacts: list[ArtifactRef | Attachment] = Field(
+        artifacts: list[Attachment] = Field(
             min_length=1, description="Artifact refs (one or a list), or {artifact, filename} objects."
         )
         folder: str = Field(description="Target folder, created if missing; relative to the policy's folder.")
