@@ -13,16 +13,18 @@ same and the report is not delivered twice.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from engine import StepContext
+from engine import StepContext, StepError
 
 Status = Literal["sent", "failed", "duplicate"]
 
@@ -41,6 +43,21 @@ deliveries = sa.Table(
     sa.Column("sent_at", sa.String(40)),
     sa.Column("error", sa.Text),
 )
+
+
+# Who is delivering a key right now: two runs for the same slot (a scheduler double-fire) must
+# not both find "not sent yet" and both send. A claim older than CLAIM_STALE_S is abandoned
+# (its process died); the run that holds a claim may take it up again (a resume).
+claims = sa.Table(
+    "delivery_claims",
+    metadata,
+    sa.Column("dedup_key", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+)
+CLAIM_STALE_S = 900.0
+CLAIM_WAIT_S = 120.0
+CLAIM_POLL_S = 0.2
 
 
 def utc_now() -> str:
@@ -99,6 +116,28 @@ class Deliveries:
             row = conn.execute(query).first()
         return Sent(row.run_id, row.message_id, row.sent_at) if row else None
 
+    def claim(self, key: str) -> str | None:
+        """Claim ``key`` for this run; returns None when claimed, else the run holding it."""
+        now = time.time()
+        try:
+            with self.db.begin() as conn:
+                row = conn.execute(sa.select(claims).where(claims.c.dedup_key == key)).first()
+                if row is None:
+                    conn.execute(claims.insert().values(dedup_key=key, run_id=self.run_id, claimed_at=now))
+                elif row.run_id == self.run_id or now - row.claimed_at > CLAIM_STALE_S:
+                    conn.execute(
+                        claims.update().where(claims.c.dedup_key == key).values(run_id=self.run_id, claimed_at=now)
+                    )
+                else:
+                    return str(row.run_id)
+        except (sa.exc.IntegrityError, sa.exc.OperationalError):
+            return "another run"  # it wrote the claim between our read and our write
+        return None
+
+    def release(self, key: str) -> None:
+        with self.db.begin() as conn:
+            conn.execute(claims.delete().where(claims.c.dedup_key == key, claims.c.run_id == self.run_id))
+
     def record(
         self,
         key: str,
@@ -128,3 +167,29 @@ class Deliveries:
         if rows:
             with self.db.begin() as conn:
                 conn.execute(deliveries.insert(), rows)
+
+
+def _busy(holder: str, key: str) -> StepError:
+    return StepError(
+        f"run {holder} has been delivering the same message (dedup key {key[:12]}...) for over "
+        f"{CLAIM_WAIT_S:g} s; try again later (a resume will not send it twice)",
+        retryable=True,
+    )
+
+
+async def claim_async(records: Deliveries, key: str) -> None:
+    """Claim ``key``, waiting while another run delivers it (then it is usually a duplicate)."""
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while (holder := await asyncio.to_thread(records.claim, key)) is not None:
+        if time.monotonic() > deadline:
+            raise _busy(holder, key)
+        await asyncio.sleep(CLAIM_POLL_S)
+
+
+def claim_blocking(records: Deliveries, key: str) -> None:
+    """:func:`claim_async` for plain (threaded) steps."""
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while (holder := records.claim(key)) is not None:
+        if time.monotonic() > deadline:
+            raise _busy(holder, key)
+        time.sleep(CLAIM_POLL_S)

@@ -12,7 +12,7 @@ from engine import ArtifactRef, CheckContext, Problem, Step, StepContext, StepEr
 from . import mime, smtp
 from .addresses import KINDS, Limits, bare, parse
 from .content import Attachment, Blob, blob, read_artifact
-from .deliveries import Deliveries, content_hash, dedup_key, utc_now
+from .deliveries import Deliveries, claim_async, content_hash, dedup_key, utc_now
 from .plaintext import html_to_text
 
 
@@ -111,6 +111,21 @@ class SendEmail(Step, type="send.email"):
         letter, key = self._prepare(params, ctx)
         settings = self._settings(params, ctx)
         records = await asyncio.to_thread(Deliveries, ctx, "email")
+        await claim_async(records, key)  # one run at a time per dedup key
+        try:
+            return await self._deliver(params, ctx, letter, key, settings, records)
+        finally:
+            await asyncio.to_thread(records.release, key)
+
+    async def _deliver(
+        self,
+        params: Params,
+        ctx: StepContext,
+        letter: mime.Letter,
+        key: str,
+        settings: smtp.SmtpSettings,
+        records: Deliveries,
+    ) -> SendEmailOutput:
         envelope = _envelope(letter)
         if not params.force:
             earlier = await asyncio.to_thread(records.find_sent, key)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from engine import Step, StepContext, StepError
 
 from .content import Attachment, Blob, blob
-from .deliveries import Deliveries, content_hash, dedup_key, utc_now
+from .deliveries import Deliveries, claim_blocking, content_hash, dedup_key, utc_now
 
 # File names are not HTML: autoescaping would turn 'Q&A' into 'Q&amp;A'. The sandbox (no
 # attribute tricks, no imports) and the path check below are what keep a name safe.
@@ -75,6 +75,21 @@ class SendFile(Step, type="send.file"):
     def run(self, params: Params, ctx: StepContext) -> SendFileOutput:
         folder, plan, key = self._plan(params, ctx)
         records = Deliveries(ctx, "file")
+        claim_blocking(records, key)  # one run at a time per dedup key
+        try:
+            return self._deliver(params, ctx, folder, plan, key, records)
+        finally:
+            records.release(key)
+
+    def _deliver(
+        self,
+        params: Params,
+        ctx: StepContext,
+        folder: Path,
+        plan: list[tuple[Path, Blob]],
+        key: str,
+        records: Deliveries,
+    ) -> SendFileOutput:
         paths = [str(target) for target, _ in plan]
         if not params.force:
             earlier = records.find_sent(key)

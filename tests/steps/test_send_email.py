@@ -3,6 +3,7 @@ idempotency across runs and resumes, dry-run previews, and a password that is ne
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import io
@@ -16,6 +17,7 @@ from pypdf import PdfReader
 
 import tests.sendkit  # noqa: F401  (test.report: a real PDF and an HTML page as artifacts)
 from engine import EngineConfig, PolicyError
+from engine.api import run_policy
 from tests.conftest import policy
 from tests.sendkit import REPORT_HTML, pdf_bytes
 from tests.smtpserver import *  # noqa: F403  (the SMTP server fixtures)
@@ -289,6 +291,21 @@ def test_a_second_run_for_the_same_slot_is_a_duplicate_unless_forced(run, store,
     assert output(store, forced)["status"] == "sent"
     assert len(smtp_server.handler.messages) == 5
     assert output(store, forced)["dedup_key"] == sent["dedup_key"]
+
+
+def test_two_runs_for_the_same_slot_at_once_send_once(store, write_policy, smtp_server):
+    """A scheduler double-fire: the second run waits for the first one's claim, then finds it sent."""
+    smtp_server.handler.quit_delay = 0.5  # keeps the first run inside its delivery for a while
+    path = write_policy(mail_policy(smtp_server))
+    slot = "2026-12-01T07:00:00+00:00"
+
+    async def both():
+        return await asyncio.gather(*(run_policy(path, store=store, scheduled_for=slot) for _ in range(2)))
+
+    results = asyncio.run(both())
+    assert [r.status for r in results] == ["SUCCESS", "SUCCESS"]
+    assert len(smtp_server.handler.messages) == 1
+    assert sorted(output(store, r)["status"] for r in results) == ["duplicate", "sent"]
 
 
 def test_manual_runs_without_a_slot_each_send(run, smtp_server):
