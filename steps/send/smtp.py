@@ -124,6 +124,15 @@ def smtp_errors(settings: SmtpSettings, stage: list[str]) -> Iterator[None]:
                 retryable=False,
             ) from exc
         text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        if isinstance(cause, ssl.SSLError) or "STARTTLS extension not supported" in text:
+            # the port speaks another protocol than 'security' says: trying again cannot help
+            raise StepError(
+                settings.redact(
+                    f"{where}: {stage[0]} failed: {text} (security {settings.security!r} does not match the "
+                    "server: port 587 usually takes starttls, 465 ssl, 25 and local test servers none)"
+                ),
+                retryable=False,
+            ) from exc
         raise StepError(settings.redact(f"{where}: {stage[0]} failed: {text}"), retryable=True) from exc
 
 

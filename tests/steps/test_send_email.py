@@ -162,6 +162,16 @@ def test_an_untrusted_certificate_fails_without_retrying(run, smtp_tls_server):
     assert smtp_tls_server.handler.connections == 1
 
 
+def test_security_that_does_not_match_the_server_fails_without_retrying(run, smtp_server):
+    result = run(mail_policy(smtp_server, security="starttls"))
+    assert error(result) == (
+        f"127.0.0.1:{smtp_server.port}: connect failed: SMTP STARTTLS extension not supported by server. "
+        "(security 'starttls' does not match the server: port 587 usually takes starttls, 465 ssl, 25 and local "
+        "test servers none)"
+    )
+    assert smtp_server.handler.connections == 1
+
+
 # -- retries and server errors ----------------------------------------------------------------
 
 
