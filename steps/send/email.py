@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -95,6 +96,14 @@ class SendEmail(Step, type="send.email"):
             where.config.section(smtp.SECTION),
         )
         problems = [Problem(v.pointer, v.message, v.hint) for v in limits.check(lists)]
+        if isinstance(params.get("password"), str):
+            problems.append(
+                Problem(
+                    "/password",
+                    "a password written into the policy would be stored with every run",
+                    'name it as a secret read from the environment: {"secret": "SMTP_PASSWORD"}',
+                )
+            )
         for key in ("from", "reply_to"):
             for i, item in enumerate(_as_list(params.get(key)) or []):
                 if isinstance(item, str):
@@ -191,6 +200,8 @@ class SendEmail(Step, type="send.email"):
 
     def _settings(self, params: Params, ctx: StepContext) -> smtp.SmtpSettings:
         overrides = {name: getattr(params, name) for name in smtp.CONNECTION_FIELDS}
+        if params.tls_ca_file and ctx.policy_dir is not None:
+            overrides["tls_ca_file"] = str(ctx.policy_dir / Path(params.tls_ca_file).expanduser())
         return smtp.settings_from(overrides, ctx.config)
 
     def _prepare(self, params: Params, ctx: StepContext) -> tuple[mime.Letter, str]:

@@ -258,6 +258,19 @@ def test_recipient_limits_fail_validation_when_the_addresses_are_literals(run, s
     assert smtp_server.handler.connections == 0
 
 
+def test_a_literal_password_is_a_validation_error(run, smtp_tls_server):
+    with pytest.raises(PolicyError) as exc:
+        run(mail_policy(smtp_tls_server, password=PASSWORD))
+    assert [(p.pointer, p.message, p.hint) for p in exc.value.problems] == [
+        (
+            "/steps/1/params/password",
+            "a password written into the policy would be stored with every run",
+            'name it as a secret read from the environment: {"secret": "SMTP_PASSWORD"}',
+        )
+    ]
+    assert PASSWORD not in str(exc.value)
+
+
 def test_recipients_from_a_ref_are_limited_before_any_connection(run, store, smtp_server):
     people = {"id": "people", "type": "core.value", "params": {"value": ["a@example.com", "b@example.com", "c@x.org"]}}
     doc = mail_policy(smtp_server, to={"ref": "ctx.people"}, max_recipients=2, allowed_domains=["example.com"])
