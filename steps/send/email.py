@@ -66,7 +66,9 @@ class SendEmail(Step, type="send.email"):
         port: int | None = Field(None, ge=1, le=65535, description="Default [smtp] port, else 587/465/25 by security.")
         username: str | None = Field(None, description="Login user; no login without one.")
         password: str | None = Field(None, description='Login password: {"secret": "NAME"}.')
-        security: smtp.Security | None = Field(None, description="starttls (default), ssl or none.")
+        security: smtp.Security | None = Field(
+            None, description="starttls, ssl or none; unset: STARTTLS when the server offers it (required to log in)."
+        )
         timeout_s: float | None = Field(None, gt=0, description="Per SMTP command; default 30.")
         tls_ca_file: str | None = Field(None, description="PEM file of a private CA the server's certificate is from.")
         tls_verify: bool | None = Field(None, description="false skips certificate checks (never on the internet).")

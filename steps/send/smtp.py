@@ -33,14 +33,14 @@ class SmtpSettings(BaseModel):
     port: int | None = Field(None, ge=1, le=65535)
     username: str | None = None
     password: str | None = None
-    security: Security = "starttls"
+    security: Security | None = None  # unset: STARTTLS when offered (required to log in), ssl on 465
     timeout_s: float = Field(30, gt=0)
     tls_ca_file: str | None = None
     tls_verify: bool = True
 
     @property
     def effective_port(self) -> int:
-        return self.port or DEFAULT_PORTS[self.security]
+        return self.port or DEFAULT_PORTS[self.security or "starttls"]
 
     @property
     def address(self) -> str:
@@ -156,19 +156,28 @@ async def send(
     ``on_accepted`` runs right after the server accepted the message, before QUIT, so that a
     failure after acceptance can never make the message look unsent.
     """
-    use_tls = settings.security == "ssl"
+    mode = settings.security
+    use_tls = mode == "ssl" or (mode is None and settings.effective_port == 465)
+    # starttls: required; none: never; unset: when the server offers it (aiosmtplib's None)
+    start_tls = True if mode == "starttls" else None if mode is None and not use_tls else False
     client = aiosmtplib.SMTP(
         hostname=settings.host,
         port=settings.effective_port,
         timeout=settings.timeout_s,
         use_tls=use_tls,
-        start_tls=settings.security == "starttls",
-        tls_context=_tls_context(settings) if settings.security != "none" else None,
+        start_tls=start_tls,
+        tls_context=_tls_context(settings) if mode != "none" else None,
     )
     stage = ["connect"]
     try:
         with smtp_errors(settings, stage):
             await client.connect()
+            if settings.username and mode is None and client.get_transport_info("sslcontext") is None:
+                raise StepError(
+                    f"{settings.address} does not offer STARTTLS: refusing to send the password unencrypted "
+                    "(set security: none to allow it on a network you trust, or use the server's TLS port)",
+                    retryable=False,
+                )
             if settings.username:
                 stage[0] = "login"
                 await client.login(settings.username, settings.password or "")

@@ -152,6 +152,29 @@ def test_implicit_tls_and_the_smtp_config_section(run, start_smtp, monkeypatch):
     assert run(doc).status == "SUCCESS" and len(server.handler.messages) == 2
 
 
+def test_without_a_security_setting_starttls_is_used_when_offered(run, smtp_server, smtp_tls_server):
+    for server in (smtp_server, smtp_tls_server):
+        doc = mail_policy(server)
+        del doc["steps"][1]["params"]["security"]
+        assert run(doc).status == "SUCCESS"
+    assert [(m.tls, m.login) for m in smtp_server.handler.messages + smtp_tls_server.handler.messages] == [
+        (False, None),
+        (True, USERNAME),
+    ]
+
+
+def test_without_a_security_setting_a_password_never_goes_unencrypted(run, smtp_server, monkeypatch):
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    doc = mail_policy(smtp_server, username=USERNAME, password={"secret": PASSWORD_ENV})
+    del doc["steps"][1]["params"]["security"]
+    result = run(doc)
+    assert error(result) == (
+        f"127.0.0.1:{smtp_server.port} does not offer STARTTLS: refusing to send the password unencrypted "
+        "(set security: none to allow it on a network you trust, or use the server's TLS port)"
+    )
+    assert (smtp_server.handler.connections, smtp_server.handler.messages) == (1, [])
+
+
 def test_an_untrusted_certificate_fails_without_retrying(run, smtp_tls_server):
     result = run(mail_policy(smtp_tls_server, tls_ca_file=None))
     assert result.status == "FAILED"
