@@ -281,6 +281,22 @@ def test_recipient_limits_fail_validation_when_the_addresses_are_literals(run, s
     assert smtp_server.handler.connections == 0
 
 
+def test_malformed_literal_addresses_are_validation_errors(run, smtp_server):
+    with pytest.raises(PolicyError) as exc:
+        run(mail_policy(smtp_server, to="bob", reply_to=["ok@example.com", "x@"], **{"from": "reports@"}))
+    assert [(p.pointer, p.message) for p in exc.value.problems] == [
+        (
+            "/steps/1/params/from",
+            "'reports@' is not one email address like 'ann@example.com' or 'Ann <ann@example.com>'",
+        ),
+        (
+            "/steps/1/params/reply_to/1",
+            "'x@' is not one email address like 'ann@example.com' or 'Ann <ann@example.com>'",
+        ),
+        ("/steps/1/params/to/0", "'bob' is not one email address like 'ann@example.com' or 'Ann <ann@example.com>'"),
+    ]
+
+
 def test_a_literal_password_is_a_validation_error(run, smtp_tls_server):
     with pytest.raises(PolicyError) as exc:
         run(mail_policy(smtp_tls_server, password=PASSWORD))
