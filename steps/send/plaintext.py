@@ -2,7 +2,7 @@
 
 Readable rather than exact: headings and paragraphs become blocks separated by blank lines,
 ``<br>`` a line break, list items ``- item``, table rows one line with cells separated by
-`` | ``, links ``text (url)``; scripts, styles and the ``<head>`` are dropped.
+`` | ``, links ``text (url)``; scripts, styles, inline SVG (charts) and the ``<head>`` are dropped.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ _BLOCKS = {
     "figure",
     "figcaption",
 }
-_HIDDEN = {"script", "style", "head", "title", "template", "noscript"}
+_HIDDEN = {"script", "style", "head", "title", "template", "noscript", "svg", "iframe", "object"}
 
 
 class _TextParser(HTMLParser):

@@ -33,7 +33,7 @@ def test_plain_text_from_html_keeps_the_structure_a_reader_needs():
         "<html><head><style>p { color: red }</style><script>alert(1)</script></head><body>"
         "<h2>Top  regions</h2><table><tr><th>region</th><th>revenue</th></tr>"
         "<tr><td>emea</td><td>1&nbsp;200</td></tr></table>"
-        "<p>Line one<br>line two &amp; more</p><hr><img src='x.png' alt='chart'>"
+        "<p>Line one<br>line two &amp; more</p><hr><img src='x.png' alt='chart'><svg><text>axis</text></svg>"
         "<p><a href='#top'>top</a> <a href='mailto:a@b.c'>mail us</a></p></body></html>"
     )
     assert html_to_text(html) == (
