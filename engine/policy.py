@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -81,9 +82,7 @@ class Schedule(_Model):
     interval_minutes: int | None = Field(
         None, ge=1, le=527_040, description="Every N minutes, anchored at 1970-01-01T00:00Z."
     )
-    window_time: str | None = Field(
-        None, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="Once a day at HH:MM UTC."
-    )
+    window_time: str | None = Field(None, description="Once a day at this UTC time, 'HH:MM' (24-hour).")
     interval_seconds: int | None = Field(
         None, ge=1, le=86_400, description="For tests only: every N seconds, anchored at the epoch."
     )
@@ -104,6 +103,13 @@ class Schedule(_Model):
                 cron.parse(value)
             except cron.CronError as exc:
                 raise PydanticCustomError("cron", str(exc)) from None
+        return value
+
+    @field_validator("window_time")
+    @classmethod
+    def _window_time(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+            raise PydanticCustomError("window_time", "must be a UTC time as HH:MM, 24-hour, e.g. '07:00'")
         return value
 
     @field_validator("timezone")

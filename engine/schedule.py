@@ -13,9 +13,10 @@ UTC time every day; ``cron`` slots follow :mod:`engine.cron` in the schedule's t
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from collections.abc import Iterator
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from . import cron as crons
 from .policy import Schedule
@@ -31,7 +32,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin' or 'UTC')") from None
+        close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "use an IANA name such as 'Europe/Berlin' or 'UTC'"
+        raise ValueError(f"unknown time zone {name!r} ({hint})") from None
 
 
 def _cron_of(schedule: Schedule) -> tuple[crons.Cron, ZoneInfo]:
@@ -189,8 +192,11 @@ def describe(schedule: Schedule) -> str:
         days.append(f"on day {dom} of the month")
     if month != "*":
         days.append(f"in month {month}")
-    day_words = " or ".join(days[:2]) + (f" {days[2]}" if len(days) > 2 else "") if days else "every day"
-    return f"{when} {day_words} ({schedule.timezone})"
+    if days:
+        day_words = " or ".join(days[:2]) + (f" {days[2]}" if len(days) > 2 else "")
+    else:
+        day_words = "" if hour == "*" else "every day"
+    return f"{when} {day_words}".rstrip() + f" ({schedule.timezone})"
 
 
 _DAY_NAMES = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

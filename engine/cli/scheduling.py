@@ -135,8 +135,7 @@ def schedule_command(
 ) -> None:
     """Show each policy's schedule, next fire times, last run and whether it is overdue."""
     store = _store(ctx, state_dir)
-    logs.configure(None, console_level=40)  # invalid files are shown below, not logged
-    found = PolicyFolders(list(folders), EngineConfig.load(), logs.get_logger())
+    found = PolicyFolders(list(folders), EngineConfig.load(), _Silent())  # invalid files are listed below
     policies = found.scan()
     now = utc_now()
     entries = [_schedule_entry(store, loaded.valid, str(loaded.path), now, count) for loaded in policies.values()]
@@ -148,6 +147,11 @@ def schedule_command(
         _print_entry(entry)
     for path in invalid:
         stdout.print(f"{path}: invalid (engine validate {path})", markup=False, highlight=False)
+
+
+class _Silent:
+    def __getattr__(self, _name: str) -> Any:
+        return lambda *args, **kwargs: None
 
 
 def _schedule_entry(store: Store, valid: Any, path: str, now: dt.datetime, count: int) -> dict[str, Any]:
