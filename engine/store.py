@@ -1,7 +1,8 @@
 """Durable run state through SQLAlchemy 2 Core: SQLite by default, any SQLAlchemy URL later.
 
 Tables: ``runs``, ``step_runs`` (one row per step per run), ``step_attempts`` (every attempt),
-``pipeline_state``, ``schedule_slots`` (the slots schedulers claimed) and ``schema_migrations``. Every write is its own committed transaction, so the database
+``pipeline_state``, ``schedule_slots`` (the slots schedulers claimed) and ``schema_migrations``.
+Every write is its own committed transaction, so the database
 always shows the last state the runner reached.
 
 Migrations are a short list of versioned, idempotent functions recorded in

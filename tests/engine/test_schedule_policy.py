@@ -30,7 +30,8 @@ def problems(**top):
             [
                 (
                     "/schedule/cron",
-                    "a cron expression has 5 fields (minute hour day-of-month month day-of-week), got 4 (got '0 7 * *')",
+                    "a cron expression has 5 fields (minute hour day-of-month month day-of-week), got 4"
+                    " (got '0 7 * *')",
                 )
             ],
             id="cron-four-fields",
