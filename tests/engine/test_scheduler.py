@@ -1,12 +1,15 @@
-"""The real ``engine serve`` in subprocesses, on second-level test schedules (``interval_seconds``).
+"""The scheduler: the real ``engine serve`` in subprocesses, on second-level test schedules
+(``interval_seconds``), then the same logic in process under a frozen clock.
 
-Each test starts daemons on a state directory under ``tmp_path``, stops or kills them, and reads
+Each daemon test starts daemons on a state directory under ``tmp_path``, stops or kills them, and reads
 what happened straight from the SQLite database. Times are bounded by polling for the state a
 test needs, never by fixed sleeps alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -20,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from engine.config import EngineConfig
+from engine.scheduler import Scheduler
 from engine.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -271,3 +276,78 @@ def test_sigterm_lets_a_run_finish_within_the_grace_period(serve, state, folder)
     assert stop(proc) == 0
     assert query(state, "select status from runs") == [("SUCCESS",)]
     assert query(state, "select status from schedule_slots") == [("SUCCESS",)]
+
+
+# -- in process, under a frozen clock -----------------------------------------------------------
+
+
+def utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+def due_at(store: Store, folder: Path, now: str) -> list[tuple[str, str, str | None]]:
+    scheduler = Scheduler(store, [folder], EngineConfig({}), clock=lambda: utc(now))
+    outcomes, _invalid = asyncio.run(scheduler.due())
+    return [(o.scheduled_for, o.status, o.reason) for o in outcomes]
+
+
+def slots(store: Store) -> list[tuple[str, str, str | None]]:
+    return [(s["scheduled_for"], s["status"], s["reason"]) for s in store.list_slots()]
+
+
+def test_catchup_all_runs_every_missed_slot_in_order(store, folder):
+    write(folder, scheduled("hourly", {"interval_minutes": 60, "catchup": "all", "max_catchup": 3}, sleep_step(0)))
+    assert due_at(store, folder, "2026-12-01T10:05") == [("2026-12-01T10:00:00+00:00", "SUCCESS", None)]
+    assert due_at(store, folder, "2026-12-01T15:30") == [
+        ("2026-12-01T13:00:00+00:00", "SUCCESS", None),
+        ("2026-12-01T14:00:00+00:00", "SUCCESS", None),
+        ("2026-12-01T15:00:00+00:00", "SUCCESS", None),
+    ]
+    outputs = [json.loads(s["output_json"]) for r in store.list_runs(limit=None) for s in store.get_steps(r["id"])]
+    assert sorted(outputs) == [f"2026-12-01T{h}:00:00+00:00" for h in (10, 13, 14, 15)]
+
+
+def test_catchup_latest_runs_only_the_newest_missed_slot(store, folder):
+    write(folder, scheduled("hourly", {"interval_minutes": 60}, sleep_step(0)))
+    due_at(store, folder, "2026-12-01T10:05")
+    assert due_at(store, folder, "2026-12-01T15:30") == [("2026-12-01T15:00:00+00:00", "SUCCESS", None)]
+
+
+def test_catchup_none_records_a_late_slot_as_missed_and_runs_nothing(store, folder):
+    doc = scheduled("hourly", {"interval_minutes": 60, "catchup": "none", "misfire_grace_s": 60}, sleep_step(0))
+    write(folder, doc)
+    due_at(store, folder, "2026-12-01T10:00:30")
+    assert due_at(store, folder, "2026-12-01T15:30") == []
+    assert slots(store) == [
+        ("2026-12-01T10:00:00+00:00", "SUCCESS", None),
+        ("2026-12-01T15:00:00+00:00", "SKIPPED", "missed"),
+    ]
+    assert due_at(store, folder, "2026-12-01T16:00:10") == [("2026-12-01T16:00:00+00:00", "SUCCESS", None)]
+
+
+def test_a_wall_clock_jump_forward_is_handled_like_downtime(store, folder):
+    write(folder, scheduled("hourly", {"interval_minutes": 60}, sleep_step(0)))
+    due_at(store, folder, "2026-12-01T10:05")
+    # the machine slept and woke up two days later: one run, for the newest slot
+    assert due_at(store, folder, "2026-12-03T09:59") == [("2026-12-03T09:00:00+00:00", "SUCCESS", None)]
+
+
+def test_a_slot_is_claimed_once_and_a_second_claim_loses(store):
+    assert store.claim_slot("p", "2026-12-01T10:00:00+00:00", "run-a") == "run"
+    assert store.claim_slot("p", "2026-12-01T10:00:00+00:00", "run-b") is None
+    # the first claim is still CLAIMED by this live process: a new slot overlaps it
+    assert store.claim_slot("p", "2026-12-01T11:00:00+00:00", "run-c") == "overlap"
+    assert slots(store) == [
+        ("2026-12-01T10:00:00+00:00", "CLAIMED", None),
+        ("2026-12-01T11:00:00+00:00", "SKIPPED", "overlap"),
+    ]
+    assert store.claim_slot("other", "2026-12-01T11:00:00+00:00", "run-d") == "run"  # per policy
+
+
+def test_a_claim_whose_process_died_before_the_run_started_is_released(store, folder):
+    write(folder, scheduled("hourly", {"interval_minutes": 60}, sleep_step(0)))
+    store.claim_slot("hourly", "2026-12-01T10:00:00+00:00", "never-started")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with sqlite3.connect(store.state_dir / "engine.db") as con:
+        con.execute("update schedule_slots set pid = ?", (int(dead.stdout),))
+    assert due_at(store, folder, "2026-12-01T10:10") == [("2026-12-01T10:00:00+00:00", "SUCCESS", None)]
