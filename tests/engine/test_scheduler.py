@@ -351,3 +351,16 @@ def test_a_claim_whose_process_died_before_the_run_started_is_released(store, fo
     with sqlite3.connect(store.state_dir / "engine.db") as con:
         con.execute("update schedule_slots set pid = ?", (int(dead.stdout),))
     assert due_at(store, folder, "2026-12-01T10:10") == [("2026-12-01T10:00:00+00:00", "SUCCESS", None)]
+
+
+def test_retention_is_applied_after_each_scheduled_run(store, folder):
+    doc = scheduled("hourly", {"interval_minutes": 60}, sleep_step(0), retention={"keep_latest_n_runs": 1})
+    write(folder, doc)
+    due_at(store, folder, "2026-12-01T10:05")
+    due_at(store, folder, "2026-12-01T11:05")
+    [remaining] = store.list_runs(limit=None)
+    assert remaining["scheduled_for"] == "2026-12-01T11:00:00+00:00"
+    assert [s["scheduled_for"] for s in store.list_slots()] == [
+        "2026-12-01T10:00:00+00:00",
+        "2026-12-01T11:00:00+00:00",
+    ]
