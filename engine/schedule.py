@@ -1,7 +1,9 @@
 """Fire times of a policy's ``schedule``: pure, deterministic helpers with no hidden state.
 
-Every function takes the schedule and the instants it needs (UTC-aware datetimes) and returns
-the same answer for the same arguments: there is no clock in here. The daemon
+Every function takes the schedule (a :class:`~engine.policy.Schedule`, or the policy's
+``schedule`` object as a dict) and the instants it needs (UTC-aware datetimes; a naive datetime
+or ISO text is read as UTC), and returns UTC-aware datetimes: the same answer for the same
+arguments, because there is no clock in here. The daemon
 (:mod:`engine.scheduler`) asks "what is due now?" with the wall-clock time and the last slot
 recorded in the database; tests ask the same questions under a frozen clock.
 
@@ -14,8 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from . import cron as crons
@@ -58,10 +61,21 @@ def _interval(schedule: Schedule) -> dt.timedelta | None:
     return None
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
+def _utc(value: dt.datetime | str) -> dt.datetime:
+    """An instant in UTC: an aware datetime, a naive one (read as UTC), or ISO 8601 text."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        raise ValueError(f"{value!r} has no time zone: pass UTC-aware datetimes")
+        return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+ScheduleLike = Schedule | Mapping[str, Any]
+
+
+def as_schedule(schedule: ScheduleLike) -> Schedule:
+    """A :class:`Schedule`, from the model itself or from the policy's ``schedule`` object."""
+    return schedule if isinstance(schedule, Schedule) else Schedule.model_validate(schedule)
 
 
 def slot_key(slot: dt.datetime) -> str:
@@ -73,8 +87,9 @@ def parse_slot(text: str) -> dt.datetime:
     return _utc(dt.datetime.fromisoformat(text))
 
 
-def fires_after(schedule: Schedule, after_utc: dt.datetime) -> Iterator[dt.datetime]:
+def fires_after(schedule: ScheduleLike, after_utc: dt.datetime | str) -> Iterator[dt.datetime]:
     """Every slot strictly after ``after_utc``, in order."""
+    schedule = as_schedule(schedule)
     after = _utc(after_utc)
     step = _interval(schedule)
     if step is not None:
@@ -91,8 +106,9 @@ def fires_after(schedule: Schedule, after_utc: dt.datetime) -> Iterator[dt.datet
         day += dt.timedelta(days=1)
 
 
-def fires_until(schedule: Schedule, until_utc: dt.datetime) -> Iterator[dt.datetime]:
+def fires_until(schedule: ScheduleLike, until_utc: dt.datetime | str) -> Iterator[dt.datetime]:
     """Every slot at or before ``until_utc``, newest first."""
+    schedule = as_schedule(schedule)
     until = _utc(until_utc)
     step = _interval(schedule)
     if step is not None:
@@ -109,25 +125,28 @@ def fires_until(schedule: Schedule, until_utc: dt.datetime) -> Iterator[dt.datet
         day -= dt.timedelta(days=1)
 
 
-def next_fire(schedule: Schedule, after_utc: dt.datetime) -> dt.datetime | None:
+def next_fire(schedule: ScheduleLike, after_utc: dt.datetime | str) -> dt.datetime | None:
     """The first slot strictly after ``after_utc`` (None only for a cron that never fires again)."""
     return next(fires_after(schedule, after_utc), None)
 
 
-def previous_fire(schedule: Schedule, at_or_before_utc: dt.datetime) -> dt.datetime | None:
+def previous_fire(schedule: ScheduleLike, at_or_before_utc: dt.datetime) -> dt.datetime | None:
     """The latest slot at or before the given instant."""
     return next(fires_until(schedule, at_or_before_utc), None)
 
 
-def grace(schedule: Schedule, slot: dt.datetime) -> dt.timedelta:
+def grace(schedule: ScheduleLike, slot: dt.datetime) -> dt.timedelta:
     """How late ``slot`` may start and still be on time: ``misfire_grace_s``, else the gap to the next slot."""
+    schedule = as_schedule(schedule)
     if schedule.misfire_grace_s is not None:
         return dt.timedelta(seconds=schedule.misfire_grace_s)
     following = next_fire(schedule, slot)
     return following - slot if following is not None else dt.timedelta(days=1)
 
 
-def missed_slots(schedule: Schedule, last_slot: dt.datetime | None, now_utc: dt.datetime) -> list[dt.datetime]:
+def missed_slots(
+    schedule: ScheduleLike, last_slot: dt.datetime | str | None, now_utc: dt.datetime | str
+) -> list[dt.datetime]:
     """The slots to run now, oldest first, given the last slot already recorded.
 
     Candidates are the slots after ``last_slot`` up to ``now_utc``. The newest is *on time* when
@@ -141,6 +160,7 @@ def missed_slots(schedule: Schedule, last_slot: dt.datetime | None, now_utc: dt.
     No ``last_slot`` (never run) means due now: the newest slot at or before ``now_utc``. A
     disabled schedule has nothing to run.
     """
+    schedule = as_schedule(schedule)
     if not schedule.enabled:
         return []
     now = _utc(now_utc)
@@ -163,13 +183,14 @@ def missed_slots(schedule: Schedule, last_slot: dt.datetime | None, now_utc: dt.
     return [latest]
 
 
-def is_due(schedule: Schedule, last_slot: dt.datetime | None, now_utc: dt.datetime) -> bool:
+def is_due(schedule: ScheduleLike, last_slot: dt.datetime | str | None, now_utc: dt.datetime | str) -> bool:
     """Whether :func:`missed_slots` has anything to run now."""
     return bool(missed_slots(schedule, last_slot, now_utc))
 
 
-def describe(schedule: Schedule) -> str:
+def describe(schedule: ScheduleLike) -> str:
     """The schedule in words: ``at 07:00 on Mon-Fri (Europe/Berlin)``."""
+    schedule = as_schedule(schedule)
     if schedule.interval_minutes is not None:
         n = schedule.interval_minutes
         return "every minute" if n == 1 else f"every {n} minutes"

@@ -220,9 +220,19 @@ def test_the_helpers_are_deterministic():
     assert fires(schedule, "2026-11-01T00:00", 5) == fires(schedule, "2026-11-01T00:00", 5)
 
 
-def test_naive_datetimes_are_refused():
-    with pytest.raises(ValueError, match="has no time zone: pass UTC-aware datetimes"):
-        next_fire(Schedule(**HOURLY), dt.datetime(2026, 12, 1))
+def test_naive_datetimes_and_iso_text_are_read_as_utc():
+    expected = utc("2026-12-01T11:00")
+    assert next_fire(Schedule(**HOURLY), dt.datetime(2026, 12, 1, 10, 30)) == expected
+    assert next_fire(Schedule(**HOURLY), "2026-12-01T10:30:00Z") == expected
+    assert missed_slots(Schedule(**HOURLY), "2026-12-01T09:00:00+00:00", "2026-12-01T10:30") == [
+        utc("2026-12-01T10:00")
+    ]
+
+
+def test_the_helpers_take_the_policys_schedule_object_as_a_dict():
+    schedule = {"cron": "30 2 * * *", "timezone": "Europe/Berlin"}
+    assert next_fire(schedule, utc("2026-03-28T12:00")) == utc("2026-03-29T01:00")
+    assert is_due(schedule, None, utc("2026-03-29T01:00")) is True
 
 
 # -- words ---------------------------------------------------------------------------------
