@@ -210,10 +210,11 @@ class Scheduler:
                 config=self.config,
                 on_runner=lambda runner: self.runners.__setitem__(run_id, runner),
             )
-        except EngineError as exc:  # nothing ran (bad params, configuration)
-            self.store.finish_slot(policy.id, key, RunState.FAILED.value, str(exc))
-            self.log.error("schedule.error", policy_id=policy.id, scheduled_for=key, error=str(exc))
-            return SlotOutcome(policy.id, key, RunState.FAILED.value, reason=str(exc))
+        except Exception as exc:  # nothing ran (bad params, configuration), or the store failed
+            error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+            self.store.finish_slot(policy.id, key, RunState.FAILED.value, error)
+            self.log.error("schedule.error", policy_id=policy.id, scheduled_for=key, error=error)
+            return SlotOutcome(policy.id, key, RunState.FAILED.value, reason=error)
         finally:
             self.runners.pop(run_id, None)
         return self._finished(result, key)
@@ -328,16 +329,10 @@ class Scheduler:
                 if announced.get(policy_id) != loaded.key:
                     announced[policy_id] = loaded.key
                     self.log_next(loaded, now)
-                if policy_id in self.tasks:  # came due while this process still runs the policy
-                    for slot in self.due_slots(loaded, now, after=self.planned.get(policy_id)):
-                        if self.store.record_slot(policy_id, slot_key(slot), "SKIPPED", "overlap"):
-                            self.log.warning(
-                                "schedule.skipped", policy_id=policy_id, scheduled_for=slot_key(slot), reason="overlap"
-                            )
-                else:
-                    slots = self.due_slots(loaded, now)
-                    if slots:
-                        self._start(policy_id, slots[-1], self._run_slots(loaded, slots))
+                try:
+                    self._tick(policy_id, loaded, now)
+                except Exception as exc:  # a locked or unreachable database: try again next tick
+                    self.log.error("schedule.error", policy_id=policy_id, error=f"{type(exc).__name__}: {exc}")
                 upcoming = next_fire(schedule, now) if schedule.enabled else None
                 if upcoming is not None:
                     wake = min(wake, upcoming)
@@ -347,6 +342,18 @@ class Scheduler:
             except TimeoutError:
                 pass
         await self._shutdown(grace_s)
+
+    def _tick(self, policy_id: str, loaded: Loaded, now: dt.datetime) -> None:
+        if policy_id in self.tasks:  # came due while this process still runs the policy
+            for slot in self.due_slots(loaded, now, after=self.planned.get(policy_id)):
+                if self.store.record_slot(policy_id, slot_key(slot), "SKIPPED", "overlap"):
+                    self.log.warning(
+                        "schedule.skipped", policy_id=policy_id, scheduled_for=slot_key(slot), reason="overlap"
+                    )
+            return
+        slots = self.due_slots(loaded, now)
+        if slots:
+            self._start(policy_id, slots[-1], self._run_slots(loaded, slots))
 
     async def _run_slots(self, loaded: Loaded, slots: list[dt.datetime]) -> list[SlotOutcome]:
         outcomes = []
