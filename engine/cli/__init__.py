@@ -302,8 +302,16 @@ TRIGGERS = ("manual", "schedule", "resume", "api")
 @click.option("--policy", "policy_id", help="Only runs of this policy id.")
 @click.option("--status", type=click.Choice([s.value for s in RunState], case_sensitive=False))
 @click.option("--trigger", type=click.Choice(TRIGGERS), help="Only runs started this way.")
-@click.option("--since", metavar="TIME", help="Only runs started at or after TIME (ISO 8601; UTC if no offset).")
-@click.option("--until", metavar="TIME", help="Only runs started before TIME (ISO 8601; UTC if no offset).")
+@click.option(
+    "--since",
+    "--from",
+    "since",
+    metavar="TIME",
+    help="Only runs started at or after TIME (ISO 8601; UTC if no offset).",
+)
+@click.option(
+    "--until", "--to", "until", metavar="TIME", help="Only runs started before TIME (ISO 8601; UTC if no offset)."
+)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @state_dir_option
