@@ -146,12 +146,15 @@ class Scheduler:
 
     # -- start-up ---------------------------------------------------------------------------
 
-    def recover(self) -> list[tuple[str, str, str]]:
-        """Deal with claims left by dead processes; return the (policy, slot, run) to resume."""
+    def recover(self, policy_ids: Iterable[str]) -> list[tuple[str, str, str]]:
+        """Deal with claims of these policies left by dead processes; return the (policy, slot, run) to resume."""
         self.store.mark_interrupted()
         resumable = []
+        wanted = set(policy_ids)
         for claim in self.store.list_slots(status="CLAIMED"):
             policy_id, slot, run_id = claim["policy_id"], claim["scheduled_for"], claim["run_id"]
+            if policy_id not in wanted:
+                continue  # another folder's policy: left to the scheduler that runs it
             alive = claim["host"] != socket.gethostname() or (claim["pid"] is not None and pid_alive(claim["pid"]))
             if alive or not self.store.take_over_slot(claim):
                 continue  # a live process is on it (or another recovering process took it first)
@@ -290,8 +293,8 @@ class Scheduler:
     async def due(self, max_parallel: int = 1) -> tuple[list[SlotOutcome], int]:
         """Run every due slot once; return the outcomes and how many policy files were invalid."""
         limit = asyncio.Semaphore(max_parallel)
-        resumable = self.recover()
         policies = self.folders.scan()
+        resumable = self.recover(policies)
         now = self.clock()
 
         async def resume(policy_id: str, key: str, run_id: str) -> list[SlotOutcome]:
@@ -315,7 +318,7 @@ class Scheduler:
     async def serve(self, stop: asyncio.Event, grace_s: float) -> None:
         """Run until ``stop`` is set; then let running steps finish for ``grace_s``, then cancel them."""
         self.log.info("schedule.serve", folders=[str(f) for f in self.folders.folders])
-        for policy_id, key, run_id in self.recover():
+        for policy_id, key, run_id in self.recover(self.folders.scan()):
             self._start(policy_id, parse_slot(key), self.resume_slot(policy_id, key, run_id))
         announced: dict[str, tuple[int, int]] = {}
         while not stop.is_set():

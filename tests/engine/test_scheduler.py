@@ -239,7 +239,7 @@ def assert_never_parallel(state: Path, policy_id: str) -> None:
         assert finished is not None and finished <= started
 
 
-def test_a_slot_due_while_the_previous_run_goes_on_is_coalesced_as_overlap(serve, state, folder):
+def test_a_slot_due_while_the_previous_run_goes_on_is_coalesced_as_overlap(serve, state, folder, tmp_path):
     write(folder, scheduled("slow", {"interval_seconds": 1}, sleep_step(2.2)))
     proc = serve()
 
@@ -250,8 +250,10 @@ def test_a_slot_due_while_the_previous_run_goes_on_is_coalesced_as_overlap(serve
         return len(skipped) >= 2 and len(done) >= 2
 
     wait_for(overlaps, timeout=20)
-    assert stop(proc) in (0,)
+    assert stop(proc) == 0
     assert_never_parallel(state, "slow")
+    logged = [e for e in log_events(tmp_path) if e["event"] == "schedule.skipped"]
+    assert logged and {e["reason"] for e in logged} == {"overlap"}
     skipped = query(state, "select run_id from schedule_slots where status = 'SKIPPED'")
     assert {r[0] for r in skipped} == {None}  # a coalesced slot never gets a run
 
