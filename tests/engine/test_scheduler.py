@@ -195,7 +195,7 @@ def test_kill_9_mid_run_then_restart_resumes_a_side_effect_free_run_without_a_se
 
 
 def test_kill_9_during_a_side_effect_leaves_the_run_failed_for_a_person(serve, state, folder, tmp_path):
-    write(folder, scheduled("mailer", {"interval_seconds": 3600}, shell_sleep(30, read_only=False)))
+    write(folder, scheduled("mailer", {"interval_seconds": 3600}, shell_sleep(4, read_only=False)))
     first = serve()
     wait_for(lambda: query(state, "select 1 from step_runs where status = 'RUNNING'"))
     first.kill()
