@@ -61,6 +61,7 @@ class RunResult:
     error: str | None
     preview_dir: str | None
     steps: list[StepSummary] = field(default_factory=list)
+    scheduled_for: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class RunResult:
             "finished_at": self.finished_at,
             "error": self.error,
             "preview_dir": self.preview_dir,
+            "scheduled_for": self.scheduled_for,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -368,4 +370,5 @@ def get_run(store: Store, run_id: str) -> RunResult:
         error=row["error"],
         preview_dir=row["preview_dir"],
         steps=steps,
+        scheduled_for=row["scheduled_for"],
     )

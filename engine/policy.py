@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from . import cron
 
 POLICY_ID_PATTERN = r"^[a-z][a-z0-9_-]*$"
 STEP_ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
@@ -67,6 +71,84 @@ class ParamDecl(_Model):
     description: str | None = None
 
 
+Catchup = Literal["latest", "none", "all"]
+SCHEDULE_KINDS = ("cron", "interval_minutes", "window_time", "interval_seconds")
+
+
+class Schedule(_Model):
+    """When the policy runs by itself: exactly one of ``cron``, ``interval_minutes``, ``window_time``."""
+
+    cron: str | None = Field(None, description="Five-field cron expression, read in 'timezone'.")
+    interval_minutes: int | None = Field(
+        None, ge=1, le=527_040, description="Every N minutes, anchored at 1970-01-01T00:00Z."
+    )
+    window_time: str | None = Field(None, description="Once a day at this UTC time, 'HH:MM' (24-hour).")
+    interval_seconds: int | None = Field(
+        None, ge=1, le=86_400, description="For tests only: every N seconds, anchored at the epoch."
+    )
+    timezone: str = Field("UTC", description="IANA time zone name for 'cron' (and for display).")
+    enabled: bool = Field(True, description="false: the schedulers leave the policy alone.")
+    catchup: Catchup = Field("latest", description="Missed slots after downtime: latest, none or all.")
+    max_catchup: int = Field(10, ge=1, le=1000, description="catchup 'all': at most this many missed slots.")
+    misfire_grace_s: float | None = Field(
+        None, ge=0, description="A slot later than this counts as missed (default: the interval)."
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Run parameters of scheduled runs.")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                cron.parse(value)
+            except cron.CronError as exc:
+                raise PydanticCustomError("cron", str(exc)) from None
+        return value
+
+    @field_validator("window_time")
+    @classmethod
+    def _window_time(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+            raise PydanticCustomError("window_time", "must be a UTC time as HH:MM, 24-hour, e.g. '07:00'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from .schedule import zone
+
+        try:
+            zone(value)
+        except ValueError as exc:
+            raise PydanticCustomError("timezone", str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        given = [k for k in SCHEDULE_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            found = f"got {', '.join(given)}" if given else "got none"
+            raise PydanticCustomError(
+                "schedule_kind",
+                "a schedule needs exactly one of cron, interval_minutes, window_time ({found})",
+                {"found": found},
+            )
+        if self.window_time is not None and self.timezone != "UTC":
+            raise PydanticCustomError(
+                "schedule_kind",
+                "window_time is always UTC; for a local time use cron with timezone, e.g. "
+                '{"cron": "0 7 * * *", "timezone": "Europe/Berlin"}',
+            )
+        return self
+
+
+class Retention(_Model):
+    """How much run history to keep; ``engine prune`` and ``engine serve`` apply it."""
+
+    days: float | None = Field(None, gt=0, description="Delete finished runs older than this many days.")
+    keep_latest_n_runs: int | None = Field(None, ge=0, description="Always keep this many latest runs.")
+
+
 class StepSpec(_Model):
     """One step of the graph."""
 
@@ -96,8 +178,8 @@ class Policy(_Model):
     timeout_s: float | None = Field(None, gt=0, description="Whole-run time limit in seconds.")
     steps: list[StepSpec] = Field(min_length=1)
     on_failure: list[StepSpec] = Field(default_factory=list, description="Steps run only when the run FAILED.")
-    schedule: dict[str, Any] | None = Field(None, description="Reserved for scheduling.")
-    retention: dict[str, Any] | None = Field(None, description="Reserved for run-history retention.")
+    schedule: Schedule | None = Field(None, description="When 'engine serve' and 'engine due' run the policy.")
+    retention: Retention | None = Field(None, description="How much run history to keep ('engine prune').")
 
     def all_steps(self) -> list[StepSpec]:
         return [*self.steps, *self.on_failure]

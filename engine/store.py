@@ -1,7 +1,8 @@
 """Durable run state through SQLAlchemy 2 Core: SQLite by default, any SQLAlchemy URL later.
 
-Tables: ``runs``, ``step_runs`` (one row per step per run), ``step_attempts`` (every attempt)
-and ``schema_migrations``. Every write is its own committed transaction, so the database
+Tables: ``runs``, ``step_runs`` (one row per step per run), ``step_attempts`` (every attempt),
+``pipeline_state``, ``schedule_slots`` (the slots schedulers claimed) and ``schema_migrations``.
+Every write is its own committed transaction, so the database
 always shows the last state the runner reached.
 
 Migrations are a short list of versioned, idempotent functions recorded in
@@ -98,6 +99,22 @@ pipeline_state = sa.Table(
     sa.Column("updated_at", sa.String(40), nullable=False),
 )
 
+# one row per schedule slot a scheduler claimed: the unique (policy_id, scheduled_for) key is
+# what makes a slot run at most once, across restarts and across processes
+schedule_slots = sa.Table(
+    "schedule_slots",
+    metadata,
+    sa.Column("policy_id", sa.String(200), primary_key=True),
+    sa.Column("scheduled_for", sa.String(40), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # CLAIMED, then the run's end state or SKIPPED
+    sa.Column("reason", sa.Text),  # SKIPPED: 'overlap' or 'missed'; or what happened to an interrupted run
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("claimed_at", sa.String(40), nullable=False),
+    sa.Column("finished_at", sa.String(40)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String(255)),
+)
+
 schema_migrations = sa.Table(
     "schema_migrations",
     metadata,
@@ -167,7 +184,15 @@ def _v2_pipeline_state(conn: Connection) -> None:
     pipeline_state.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1_create_tables), (2, _v2_pipeline_state)]
+def _v3_schedule_slots(conn: Connection) -> None:
+    schedule_slots.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
+    (1, _v1_create_tables),
+    (2, _v2_pipeline_state),
+    (3, _v3_schedule_slots),
+]
 
 
 def now() -> str:
@@ -433,6 +458,148 @@ class Store:
                 )
         return dead
 
+    # -- schedule slots -------------------------------------------------------------------
+
+    def claim_slot(self, policy_id: str, scheduled_for: str, run_id: str) -> str | None:
+        """Claim a slot in one transaction, before its run starts.
+
+        Returns ``"run"`` (the caller runs it as ``run_id``), ``"overlap"`` (claimed but recorded
+        ``SKIPPED: overlap`` because another run of the policy is active) or None (another
+        process claimed the slot first). The insert comes first, so the write lock is held
+        while the active runs are looked at: two processes cannot both see "none active".
+        """
+        stamp = now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    schedule_slots.insert().values(
+                        policy_id=policy_id,
+                        scheduled_for=scheduled_for,
+                        status="CLAIMED",
+                        run_id=run_id,
+                        claimed_at=stamp,
+                        pid=os.getpid(),
+                        host=socket.gethostname(),
+                    )
+                )
+                if self._active_elsewhere(conn, policy_id, scheduled_for):
+                    conn.execute(
+                        schedule_slots.update()
+                        .where(schedule_slots.c.policy_id == policy_id, schedule_slots.c.scheduled_for == scheduled_for)
+                        .values(status="SKIPPED", reason="overlap", run_id=None, finished_at=stamp)
+                    )
+                    return "overlap"
+        except sa.exc.IntegrityError:
+            return None
+        return "run"
+
+    def _active_elsewhere(self, conn: Connection, policy_id: str, scheduled_for: str) -> bool:
+        """Whether another claim or run of the policy is under way in a live process."""
+        claims = conn.execute(
+            sa.select(schedule_slots.c.pid, schedule_slots.c.host).where(
+                schedule_slots.c.policy_id == policy_id,
+                schedule_slots.c.status == "CLAIMED",
+                schedule_slots.c.scheduled_for != scheduled_for,
+            )
+        ).all()
+        running = conn.execute(
+            sa.select(runs.c.pid, runs.c.host).where(runs.c.policy_id == policy_id, runs.c.status == "RUNNING")
+        ).all()
+        host = socket.gethostname()
+        return any(r.host != host or r.pid is None or pid_alive(r.pid) for r in [*claims, *running])
+
+    def record_slot(self, policy_id: str, scheduled_for: str, status: str, reason: str | None = None) -> bool:
+        """Record a slot that is not run (``SKIPPED: missed``); False if it was already recorded."""
+        stamp = now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    schedule_slots.insert().values(
+                        policy_id=policy_id,
+                        scheduled_for=scheduled_for,
+                        status=status,
+                        reason=reason,
+                        claimed_at=stamp,
+                        finished_at=stamp,
+                        pid=os.getpid(),
+                        host=socket.gethostname(),
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def finish_slot(self, policy_id: str, scheduled_for: str, status: str, reason: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                schedule_slots.update()
+                .where(schedule_slots.c.policy_id == policy_id, schedule_slots.c.scheduled_for == scheduled_for)
+                .values(status=status, reason=reason, finished_at=now())
+            )
+
+    def take_over_slot(self, claim: dict[str, Any]) -> bool:
+        """Make a claim left by a dead process this process's; False if someone else did first."""
+        with self.engine.begin() as conn:
+            where = [
+                schedule_slots.c.policy_id == claim["policy_id"],
+                schedule_slots.c.scheduled_for == claim["scheduled_for"],
+                schedule_slots.c.status == "CLAIMED",
+            ]
+            where.append(
+                schedule_slots.c.pid.is_(None) if claim["pid"] is None else schedule_slots.c.pid == claim["pid"]
+            )
+            result = conn.execute(
+                schedule_slots.update().where(*where).values(pid=os.getpid(), host=socket.gethostname())
+            )
+            return bool(result.rowcount == 1)
+
+    def release_slot(self, policy_id: str, scheduled_for: str) -> None:
+        """Forget a claim whose run never started (so the slot can be claimed again)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                schedule_slots.delete().where(
+                    schedule_slots.c.policy_id == policy_id,
+                    schedule_slots.c.scheduled_for == scheduled_for,
+                    schedule_slots.c.status == "CLAIMED",
+                )
+            )
+
+    def last_slot(self, policy_id: str) -> str | None:
+        """The newest slot recorded for a policy, whatever became of it."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.max(schedule_slots.c.scheduled_for)).where(schedule_slots.c.policy_id == policy_id)
+            ).scalar_one()
+
+    def list_slots(self, policy_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Slot records, oldest first."""
+        query = sa.select(schedule_slots).order_by(schedule_slots.c.policy_id, schedule_slots.c.scheduled_for)
+        if policy_id is not None:
+            query = query.where(schedule_slots.c.policy_id == policy_id)
+        if status is not None:
+            query = query.where(schedule_slots.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def delete_runs(self, run_ids: list[str]) -> None:
+        """Delete runs with their step and attempt records (one transaction)."""
+        if not run_ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(step_attempts.delete().where(step_attempts.c.run_id.in_(run_ids)))
+            conn.execute(step_runs.delete().where(step_runs.c.run_id.in_(run_ids)))
+            conn.execute(runs.delete().where(runs.c.id.in_(run_ids), runs.c.status != "RUNNING"))
+
+    def output_texts(self, run_ids: list[str] | None = None, exclude: list[str] | None = None) -> list[str]:
+        """The stored outputs of some runs' steps (or of every run but ``exclude``)."""
+        query = sa.select(step_runs.c.output_json).where(step_runs.c.output_json.is_not(None))
+        if run_ids is not None:
+            query = query.where(step_runs.c.run_id.in_(run_ids))
+        if exclude:
+            query = query.where(step_runs.c.run_id.not_in(exclude))
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     # -- reads ----------------------------------------------------------------------------
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
@@ -452,13 +619,26 @@ class Store:
             return [dict(r) for r in rows]
 
     def list_runs(
-        self, policy_id: str | None = None, status: str | None = None, limit: int = 20
+        self,
+        policy_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = 20,
+        trigger: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Runs newest first; ``since``/``until`` bound ``started_at`` (ISO 8601 UTC, inclusive/exclusive)."""
         query = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
         if policy_id:
             query = query.where(runs.c.policy_id == policy_id)
         if status:
             query = query.where(runs.c.status == status.upper())
+        if trigger:
+            query = query.where(runs.c.trigger == trigger)
+        if since:
+            query = query.where(runs.c.started_at >= since)
+        if until:
+            query = query.where(runs.c.started_at < until)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 

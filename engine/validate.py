@@ -27,7 +27,7 @@ from . import sections as policy_sections
 from .conditions import Condition, ConditionParser
 from .config import EngineConfig
 from .errors import ConfigError, PolicyError, Problem, did_you_mean
-from .params import JSON_TYPES, json_type_matches
+from .params import JSON_TYPES, check_params, json_type_matches
 from .policy import (
     PARAM_NAME_PATTERN,
     RESERVED_STEP_IDS,
@@ -221,6 +221,8 @@ class _Checker:
                 "dependency cycle: " + " -> ".join(cycle),
                 "remove one of these dependencies (depends_on, a ref or a template name)",
             )
+        if policy is not None and policy.schedule is not None:
+            self._check_schedule_params(policy)
         if self.problems or policy is None:
             return None
         self.raw_steps = [*self.doc["steps"], *self.doc.get("on_failure", [])]
@@ -252,6 +254,19 @@ class _Checker:
                     )
                 self.problems.append(problem)
             return None
+
+    def _check_schedule_params(self, policy: Policy) -> None:
+        """Scheduled runs get ``schedule.params``: they must be declared, typed, and complete."""
+        assert policy.schedule is not None
+        try:
+            check_params(policy, policy.schedule.params)
+        except PolicyError as exc:
+            for problem in exc.problems:
+                pointer = "/schedule" + problem.pointer if problem.pointer.startswith("/params/") else problem.pointer
+                hint = problem.hint
+                if problem.message.endswith("is required"):
+                    pointer, hint = "/schedule/params", "give it a value in schedule.params (or a default)"
+                self.problems.append(dataclasses.replace(problem, pointer=pointer, hint=hint))
 
     def _check_param_defaults(self, params: dict[str, Any]) -> None:
         for name, decl in params.items():

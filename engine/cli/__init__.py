@@ -295,21 +295,55 @@ def _finish(result: RunResult, as_json: bool) -> None:
 # -- runs, show ------------------------------------------------------------------------------
 
 
+TRIGGERS = ("manual", "schedule", "resume", "api")
+
+
 @cli.command()
 @click.option("--policy", "policy_id", help="Only runs of this policy id.")
 @click.option("--status", type=click.Choice([s.value for s in RunState], case_sensitive=False))
+@click.option("--trigger", type=click.Choice(TRIGGERS), help="Only runs started this way.")
+@click.option(
+    "--since",
+    "--from",
+    "since",
+    metavar="TIME",
+    help="Only runs started at or after TIME (ISO 8601; UTC if no offset).",
+)
+@click.option(
+    "--until", "--to", "until", metavar="TIME", help="Only runs started before TIME (ISO 8601; UTC if no offset)."
+)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @state_dir_option
 @click.pass_context
 def runs(
-    ctx: click.Context, policy_id: str | None, status: str | None, limit: int, as_json: bool, state_dir: Path | None
+    ctx: click.Context,
+    policy_id: str | None,
+    status: str | None,
+    trigger: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+    state_dir: Path | None,
 ) -> None:
     """List recent runs, newest first."""
+    bounds = {name: _utc_text(name, value) for name, value in (("--since", since), ("--until", until))}
     store = _store(ctx, state_dir)
-    rows = store.list_runs(policy_id, status, limit)
+    rows = store.list_runs(policy_id, status, limit, trigger=trigger, since=bounds["--since"], until=bounds["--until"])
     if as_json:
-        keys = ("id", "policy_id", "status", "attempt", "dry_run", "trigger", "started_at", "finished_at", "error")
+        keys = (
+            "id",
+            "policy_id",
+            "status",
+            "attempt",
+            "dry_run",
+            "trigger",
+            "scheduled_for",
+            "started_at",
+            "finished_at",
+            "error",
+        )
         _dump(
             {
                 "runs": [
@@ -319,7 +353,24 @@ def runs(
             }
         )
     else:
-        render.print_runs(stdout, rows, filtered=bool(policy_id or status))
+        render.print_runs(stdout, rows, filtered=bool(policy_id or status or trigger or since or until))
+
+
+def _utc_text(option: str, value: str | None) -> str | None:
+    """An ISO 8601 time as the stored UTC text (``2026-12-01`` is midnight UTC)."""
+    if value is None:
+        return None
+    import datetime as dt
+
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{option} {value!r}: expected an ISO 8601 time such as 2026-12-01T07:00 or 2026-12-01"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 @cli.command()
@@ -360,3 +411,6 @@ def _declared_deps(doc: dict[str, Any], result: RunResult) -> dict[str, list[str
         return validate_document(doc).deps
     except PolicyError:  # a step type that is no longer installed: fall back to depends_on
         return {s.get("id"): list(s.get("depends_on", [])) for s in doc.get("steps", []) + doc.get("on_failure", [])}
+
+
+from . import scheduling as _scheduling  # noqa: E402,F401  (registers serve, due, schedule, export, prune)

@@ -114,6 +114,8 @@ def print_run_detail(console: Console, result: RunResult) -> None:
         markup=False,
     )
     console.print(f"started {result.started_at}  finished {result.finished_at or '-'}", highlight=False, markup=False)
+    if result.scheduled_for:
+        console.print(f"slot {result.scheduled_for}", highlight=False, markup=False)
     if result.error:
         console.print(f"error: {result.error}", highlight=False, markup=False)
     if result.preview_dir:

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 import steps.core  # noqa: F401  (the built-in step types)
 from engine import PolicyError
 from engine.plugins import ENTRY_POINT_GROUP
-from engine.policy import Defaults, ParamDecl, Policy, Retry, StepSpec
+from engine.policy import Defaults, ParamDecl, Policy, Retention, Retry, Schedule, StepSpec
 from engine.step import Step, registry
 from engine.validate import validate_document
 
@@ -189,7 +189,9 @@ def test_every_builtin_step_is_documented(cls: type[Step]) -> None:
     assert not missing, f"docs/steps/*.md does not mention {', '.join(missing)} of {cls.type}"
 
 
-@pytest.mark.parametrize("model", [Policy, StepSpec, Defaults, Retry, ParamDecl], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "model", [Policy, StepSpec, Defaults, Retry, ParamDecl, Schedule, Retention], ids=lambda m: m.__name__
+)
 def test_every_policy_field_is_documented(model: type[BaseModel]) -> None:
     text = (DOCS / "policy.md").read_text(encoding="utf-8")
     missing = [name for name in field_names(model) if f"`{name}`" not in text]

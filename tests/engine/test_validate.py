@@ -61,7 +61,7 @@ def test_full_policy_with_every_field_is_valid():
         "max_concurrency": 2,
         "timeout_s": 600,
         "schedule": {"cron": "0 6 * * *"},
-        "retention": {"keep_days": 30},
+        "retention": {"days": 30, "keep_latest_n_runs": 5},
         "steps": [
             value_step("fetch", {"rows": [{"amount": 1}]}, description="Fetch."),
             {
@@ -269,7 +269,7 @@ SHAPE_CASES = [
     pytest.param(
         policy(value_step("a"), schedule="daily", retention=[]),
         [("/retention", "must be an object", None), ("/schedule", "must be an object (got 'daily')", None)],
-        id="reserved-schedule-retention-are-objects",
+        id="schedule-retention-are-objects",
     ),
 ]
 
@@ -279,7 +279,7 @@ def test_shape_problems(doc, expected):
     assert problems_of(doc) == expected
 
 
-def test_reserved_schedule_and_retention_objects_are_accepted():
+def test_schedule_and_retention_objects_are_accepted():
     validate_document(policy(value_step("a"), schedule={"cron": "* * * * *"}, retention={"days": 3}))
 
 

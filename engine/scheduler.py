@@ -1,0 +1,395 @@
+"""``engine serve`` and ``engine due``: run policies on their schedules, each slot at most once.
+
+Our own asyncio loop rather than APScheduler (see docs/design.md): every decision is made from
+the database and the wall clock, through the pure helpers in :mod:`engine.schedule`:
+
+1. the newest slot recorded for a policy (``schedule_slots``) and the time now give the slots
+   to run (:func:`engine.schedule.missed_slots`), so a restart, a second daemon or a wall-clock
+   jump all see the same thing as downtime would;
+2. a slot is claimed (:meth:`Store.claim_slot`) in one transaction before its run starts; a
+   claim that finds another active run of the policy is recorded ``SKIPPED: overlap``;
+3. at start-up, scheduled runs left behind by a dead process are resumed when every step that
+   was cut short is free of side effects, and left FAILED for a person otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import logs
+from .api import RunResult, new_run_id, resume_run, run_policy
+from .config import EngineConfig
+from .errors import EngineError, PolicyError
+from .retention import prune
+from .runner import Runner
+from .schedule import missed_slots, next_fire, parse_slot, previous_fire, slot_key
+from .states import RunState
+from .store import Store, pid_alive
+from .validate import ValidPolicy, validate_file
+
+INTERRUPTED = "interrupted: the engine process stopped"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Loaded:
+    path: Path
+    valid: ValidPolicy
+    key: tuple[int, int]  # (mtime_ns, size) of the file this version came from
+
+
+@dataclass
+class PolicyFolders:
+    """The ``*.json`` files of some folders, re-validated when they change.
+
+    An invalid file is logged with its problems and skipped; an invalid *edit* of a file that
+    was valid keeps the last valid version. Problems are logged once per version of a file.
+    """
+
+    folders: list[Path]
+    config: EngineConfig
+    log: Any
+    versions: dict[Path, Loaded] = field(default_factory=dict)
+    invalid: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def scan(self) -> dict[str, Loaded]:
+        seen: set[Path] = set()
+        for path in self._files():
+            seen.add(path)
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            key = (stat.st_mtime_ns, stat.st_size)
+            current = self.versions.get(path)
+            if (current is not None and current.key == key) or self.invalid.get(path) == key:
+                continue
+            try:
+                valid = validate_file(path, self.config)
+            except PolicyError as exc:
+                self.invalid[path] = key
+                problems = [f"{p.pointer or '/'}: {p.message}" for p in exc.problems]
+                event = "schedule.invalid_edit" if current is not None else "schedule.invalid"
+                note = "keeping the last valid version" if current is not None else "skipped"
+                self.log.error(event, path=str(path), problems=problems, action=note)
+                continue
+            self.invalid.pop(path, None)
+            self.versions[path] = Loaded(path, valid, key)
+            self.log.info("schedule.loaded", path=str(path), policy_id=valid.id, reloaded=current is not None)
+        for gone in set(self.versions) - seen:
+            self.log.info("schedule.removed", path=str(gone), policy_id=self.versions.pop(gone).valid.id)
+        by_id: dict[str, Loaded] = {}
+        for path in sorted(self.versions):
+            loaded = self.versions[path]
+            if loaded.valid.id in by_id:
+                self.log.error(
+                    "schedule.duplicate_id",
+                    path=str(path),
+                    policy_id=loaded.valid.id,
+                    first=str(by_id[loaded.valid.id].path),
+                )
+                continue
+            by_id[loaded.valid.id] = loaded
+        return by_id
+
+    def _files(self) -> Iterable[Path]:
+        for folder in self.folders:
+            yield from sorted(folder.glob("*.json"))
+
+
+@dataclass
+class SlotOutcome:
+    policy_id: str
+    scheduled_for: str
+    status: str  # a run state, or SKIPPED
+    run_id: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy_id": self.policy_id,
+            "scheduled_for": self.scheduled_for,
+            "status": self.status,
+            "run_id": self.run_id,
+            "reason": self.reason,
+        }
+
+
+class Scheduler:
+    """Runs the scheduled policies of some folders against one store."""
+
+    def __init__(
+        self,
+        store: Store,
+        folders: list[Path],
+        config: EngineConfig,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.log = logs.get_logger()
+        self.folders = PolicyFolders(folders, config, self.log)
+        self.runners: dict[str, Runner] = {}
+        self.tasks: dict[str, asyncio.Task[list[SlotOutcome]]] = {}
+        self.planned: dict[str, dt.datetime] = {}  # policy id -> last slot its task will run
+        self.stopping = False
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def recover(self, policy_ids: Iterable[str]) -> list[tuple[str, str, str]]:
+        """Deal with claims of these policies left by dead processes; return the (policy, slot, run) to resume."""
+        self.store.mark_interrupted()
+        resumable = []
+        wanted = set(policy_ids)
+        for claim in self.store.list_slots(status="CLAIMED"):
+            policy_id, slot, run_id = claim["policy_id"], claim["scheduled_for"], claim["run_id"]
+            if policy_id not in wanted:
+                continue  # another folder's policy: left to the scheduler that runs it
+            alive = claim["host"] != socket.gethostname() or (claim["pid"] is not None and pid_alive(claim["pid"]))
+            if alive or not self.store.take_over_slot(claim):
+                continue  # a live process is on it (or another recovering process took it first)
+            run = self.store.get_run(run_id) if run_id else None
+            if run is None:
+                self.store.release_slot(policy_id, slot)
+                self.log.warning("schedule.claim_released", policy_id=policy_id, scheduled_for=slot)
+            elif run["status"] == RunState.RUNNING.value:
+                continue
+            elif run["status"] != RunState.FAILED.value or run["error"] != INTERRUPTED:
+                self.store.finish_slot(policy_id, slot, run["status"])
+            else:
+                cut = [s for s in self.store.get_steps(run_id) if s["error"] == INTERRUPTED]
+                unsafe = [s["step_id"] for s in cut if s["side_effects"]]
+                if unsafe:
+                    reason = f"interrupted during {', '.join(unsafe)} (side effects): left FAILED for a person"
+                    self.store.finish_slot(policy_id, slot, RunState.FAILED.value, reason)
+                    self.log.error(
+                        "schedule.interrupted",
+                        policy_id=policy_id,
+                        run_id=run_id,
+                        scheduled_for=slot,
+                        steps=unsafe,
+                        action=f"check what the steps did, then: engine resume {run_id}",
+                    )
+                else:
+                    resumable.append((policy_id, slot, run_id))
+                    self.log.warning("schedule.interrupted", policy_id=policy_id, run_id=run_id, action="resume")
+        return resumable
+
+    # -- running one slot ---------------------------------------------------------------------
+
+    async def run_slot(self, loaded: Loaded, slot: dt.datetime) -> SlotOutcome:
+        """Claim ``slot`` and, if this process may, run it; record what became of it."""
+        policy = loaded.valid.policy
+        schedule = policy.schedule
+        assert schedule is not None
+        key = slot_key(slot)
+        run_id = new_run_id()
+        claim = self.store.claim_slot(policy.id, key, run_id)
+        if claim is None:
+            self.log.info("schedule.skipped", policy_id=policy.id, scheduled_for=key, reason="claimed elsewhere")
+            return SlotOutcome(policy.id, key, "SKIPPED", reason="claimed elsewhere")
+        if claim == "overlap":
+            self.log.warning("schedule.skipped", policy_id=policy.id, scheduled_for=key, reason="overlap")
+            return SlotOutcome(policy.id, key, "SKIPPED", reason="overlap")
+        self.log.info("schedule.fire", policy_id=policy.id, scheduled_for=key, run_id=run_id)
+        try:
+            result = await run_policy(
+                loaded.valid,
+                store=self.store,
+                params=schedule.params,
+                trigger="schedule",
+                scheduled_for=key,
+                run_id=run_id,
+                config=self.config,
+                on_runner=lambda runner: self.runners.__setitem__(run_id, runner),
+            )
+        except Exception as exc:  # nothing ran (bad params, configuration), or the store failed
+            error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+            self.store.finish_slot(policy.id, key, RunState.FAILED.value, error)
+            self.log.error("schedule.error", policy_id=policy.id, scheduled_for=key, error=error)
+            return SlotOutcome(policy.id, key, RunState.FAILED.value, reason=error)
+        finally:
+            self.runners.pop(run_id, None)
+        return self._finished(result, key)
+
+    async def resume_slot(self, policy_id: str, key: str, run_id: str) -> SlotOutcome:
+        self.log.info("schedule.resume", policy_id=policy_id, scheduled_for=key, run_id=run_id)
+        try:
+            result = await resume_run(
+                run_id,
+                store=self.store,
+                config=self.config,
+                on_runner=lambda runner: self.runners.__setitem__(run_id, runner),
+            )
+        except EngineError as exc:
+            self.store.finish_slot(policy_id, key, RunState.FAILED.value, f"resume failed: {exc}")
+            self.log.error("schedule.error", policy_id=policy_id, scheduled_for=key, error=str(exc))
+            return SlotOutcome(policy_id, key, RunState.FAILED.value, run_id, str(exc))
+        finally:
+            self.runners.pop(run_id, None)
+        return self._finished(result, key, "resumed after an interruption")
+
+    def _finished(self, result: RunResult, key: str, reason: str | None = None) -> SlotOutcome:
+        self.store.finish_slot(result.policy_id, key, result.status, reason)
+        self.log.info(
+            "schedule.finished",
+            policy_id=result.policy_id,
+            scheduled_for=key,
+            run_id=result.run_id,
+            status=result.status,
+        )
+        try:
+            pruned = prune(self.store, config=self.config, now_utc=self.clock(), policy_id=result.policy_id)
+            if pruned.runs:
+                self.log.info("schedule.pruned", policy_id=result.policy_id, runs=[r["run_id"] for r in pruned.runs])
+        except EngineError as exc:
+            self.log.error("schedule.prune_failed", policy_id=result.policy_id, error=str(exc))
+        return SlotOutcome(result.policy_id, key, result.status, result.run_id, reason)
+
+    # -- deciding ------------------------------------------------------------------------------
+
+    def due_slots(self, loaded: Loaded, now: dt.datetime, after: dt.datetime | None = None) -> list[dt.datetime]:
+        """The slots of a policy to run now (recording a skipped missed slot so it is not seen again)."""
+        schedule = loaded.valid.policy.schedule
+        if schedule is None or not schedule.enabled:
+            return []
+        last_text = self.store.last_slot(loaded.valid.id)
+        last = parse_slot(last_text) if last_text else None
+        if after is not None and (last is None or after > last):
+            last = after
+        slots = missed_slots(schedule, last, now)
+        if not slots and last is not None:
+            newest = previous_fire(schedule, now)
+            if newest is not None and newest > last:  # catchup none, and the newest slot is too late
+                key = slot_key(newest)
+                if self.store.record_slot(loaded.valid.id, key, "SKIPPED", "missed"):
+                    self.log.warning("schedule.skipped", policy_id=loaded.valid.id, scheduled_for=key, reason="missed")
+        return slots
+
+    def log_next(self, loaded: Loaded, now: dt.datetime) -> None:
+        schedule = loaded.valid.policy.schedule
+        if schedule is None:
+            return
+        upcoming = next_fire(schedule, now) if schedule.enabled else None
+        self.log.info(
+            "schedule.next",
+            policy_id=loaded.valid.id,
+            next_fire=slot_key(upcoming) if upcoming else None,
+            enabled=schedule.enabled,
+        )
+
+    # -- engine due ----------------------------------------------------------------------------
+
+    async def due(self, max_parallel: int = 1) -> tuple[list[SlotOutcome], int]:
+        """Run every due slot once; return the outcomes and how many policy files were invalid."""
+        limit = asyncio.Semaphore(max_parallel)
+        policies = self.folders.scan()
+        resumable = self.recover(policies)
+        now = self.clock()
+
+        async def resume(policy_id: str, key: str, run_id: str) -> list[SlotOutcome]:
+            async with limit:
+                return [await self.resume_slot(policy_id, key, run_id)]
+
+        async def run(loaded: Loaded, slots: list[dt.datetime]) -> list[SlotOutcome]:
+            async with limit:
+                return [await self.run_slot(loaded, slot) for slot in slots if not self.stopping]
+
+        jobs = [resume(*item) for item in resumable]
+        for loaded in policies.values():
+            slots = self.due_slots(loaded, now)
+            if slots:
+                jobs.append(run(loaded, slots))
+        outcomes = [o for group in await asyncio.gather(*jobs) for o in group]
+        return outcomes, len(self.folders.invalid)
+
+    # -- engine serve --------------------------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event, grace_s: float) -> None:
+        """Run until ``stop`` is set; then let running steps finish for ``grace_s``, then cancel them."""
+        self.log.info("schedule.serve", folders=[str(f) for f in self.folders.folders])
+        for policy_id, key, run_id in self.recover(self.folders.scan()):
+            self._start(policy_id, parse_slot(key), self.resume_slot(policy_id, key, run_id))
+        announced: dict[str, tuple[int, int]] = {}
+        while not stop.is_set():
+            policies = self.folders.scan()
+            now = self.clock()
+            wake = now + dt.timedelta(seconds=1)
+            for policy_id, loaded in policies.items():
+                schedule = loaded.valid.policy.schedule
+                if schedule is None:
+                    continue
+                if announced.get(policy_id) != loaded.key:
+                    announced[policy_id] = loaded.key
+                    self.log_next(loaded, now)
+                try:
+                    self._tick(policy_id, loaded, now)
+                except Exception as exc:  # a locked or unreachable database: try again next tick
+                    self.log.error("schedule.error", policy_id=policy_id, error=f"{type(exc).__name__}: {exc}")
+                upcoming = next_fire(schedule, now) if schedule.enabled else None
+                if upcoming is not None:
+                    wake = min(wake, upcoming)
+            delay = max((wake - self.clock()).total_seconds(), 0.01)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+        await self._shutdown(grace_s)
+
+    def _tick(self, policy_id: str, loaded: Loaded, now: dt.datetime) -> None:
+        if policy_id in self.tasks:  # came due while this process still runs the policy
+            for slot in self.due_slots(loaded, now, after=self.planned.get(policy_id)):
+                if self.store.record_slot(policy_id, slot_key(slot), "SKIPPED", "overlap"):
+                    self.log.warning(
+                        "schedule.skipped", policy_id=policy_id, scheduled_for=slot_key(slot), reason="overlap"
+                    )
+            return
+        slots = self.due_slots(loaded, now)
+        if slots:
+            self._start(policy_id, slots[-1], self._run_slots(loaded, slots))
+
+    async def _run_slots(self, loaded: Loaded, slots: list[dt.datetime]) -> list[SlotOutcome]:
+        outcomes = []
+        for slot in slots:
+            if self.stopping:
+                break
+            outcomes.append(await self.run_slot(loaded, slot))
+        if not self.stopping:
+            self.log_next(loaded, self.clock())
+        return outcomes
+
+    def _start(self, policy_id: str, last: dt.datetime, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks[policy_id] = task
+        self.planned[policy_id] = last
+
+        def done(_task: asyncio.Task[Any]) -> None:
+            if self.tasks.get(policy_id) is task:
+                del self.tasks[policy_id]
+                self.planned.pop(policy_id, None)
+            if not _task.cancelled() and _task.exception() is not None:
+                self.log.error("schedule.error", policy_id=policy_id, error=repr(_task.exception()))
+
+        task.add_done_callback(done)
+
+    async def _shutdown(self, grace_s: float) -> None:
+        self.stopping = True
+        tasks = list(self.tasks.values())
+        self.log.info("schedule.stopping", running=sorted(self.runners), grace_s=grace_s)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        if pending:
+            for runner in list(self.runners.values()):
+                runner.cancel(f"cancelled: engine serve stopped, grace period of {grace_s:g} s over")
+            await asyncio.gather(*pending, return_exceptions=True)
