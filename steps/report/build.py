@@ -11,7 +11,17 @@ from engine import Problem, Step, StepContext, StepError, check_condition, evalu
 
 from . import snapshot as snap
 from . import versions
-from .spec import AggregateValue, Chart, ConditionalSection, DataTable, MetricCard, Section, Text, walk_sections
+from .spec import (
+    AggregateValue,
+    Chart,
+    ConditionalSection,
+    DataTable,
+    MetricCard,
+    PluginSection,
+    Section,
+    Text,
+    walk_sections,
+)
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -155,6 +165,12 @@ class _Builder:
                 self.sections[at] = {"type": section.type, "metric": self._metric_id(at, section)}
             elif isinstance(section, Text):
                 self.sections[at] = {"type": section.type, "body": section.body}
+            elif isinstance(section, PluginSection):
+                entry: dict[str, Any] = {"type": section.type}
+                if section.data is not None:
+                    frame = self._frame(at, section)
+                    entry["data"] = snap.freeze(frame, [str(c) for c in frame.columns])
+                self.sections[at] = entry
 
     def _table(self, at: str, table: DataTable) -> dict[str, Any]:
         frame = self._frame(at, table)

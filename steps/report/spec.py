@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 FormatType = Literal["auto", "text", "number", "integer", "percent", "currency", "date"]
 Status = Literal["good", "warning", "bad", "info", "neutral"]
-ChartKind = Literal["line", "bar", "stacked_bar", "area", "pie", "scatter", "candlestick"]
+CHART_KINDS = ("line", "bar", "stacked_bar", "area", "pie", "scatter", "candlestick")
+SECTION_TYPES = ("data_table", "metric_card", "chart", "text", "conditional_section")
+_PLUGIN_NAME = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 Aggregate = Literal["sum", "mean", "min", "max", "count", "last"]
 
 
@@ -103,7 +105,7 @@ class MetricCard(_Section):
 
 class Chart(_Section):
     type: Literal["chart"]
-    kind: ChartKind
+    kind: str = Field(description="line, bar, stacked_bar, area, pie, scatter, candlestick, or a plugin's 'pkg.kind'.")
     data: Any = Field(exclude=True, description="A ref to a DataFrame or a list of records.")
     x: str = Field(description="The x column (labels for pie).")
     y: list[str] = Field(min_length=1, description="One or more value columns (candlestick: open, high, low, close).")
@@ -117,6 +119,18 @@ class Chart(_Section):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        import re
+
+        if value not in CHART_KINDS and not re.match(_PLUGIN_NAME, value):
+            raise ValueError(
+                f"unknown chart kind {value!r} (kinds: {', '.join(CHART_KINDS)}; "
+                "a plugin's own kinds contain a dot, like 'acme.waterfall')"
+            )
+        return value
 
     @model_validator(mode="after")
     def _shape(self) -> Chart:
@@ -140,9 +154,39 @@ class ConditionalSection(_Section):
     sections: list[Section] = Field(min_length=1)
 
 
+class PluginSection(_Section):
+    """A section type added by a plugin (its name contains a dot); its ``data``, if any, is frozen whole."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    data: Any = Field(None, exclude=True)
+
+    @field_validator("type")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        import re
+
+        if not re.match(_PLUGIN_NAME, value):
+            raise ValueError(
+                f"unknown section type {value!r} (types: {', '.join(SECTION_TYPES)}; "
+                "a plugin's own types contain a dot, like 'acme.map')"
+            )
+        return value
+
+
+def _section_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in SECTION_TYPES else "plugin"
+
+
 Section = Annotated[
-    DataTable | MetricCard | Chart | Text | ConditionalSection,
-    Field(discriminator="type"),
+    Annotated[DataTable, Tag("data_table")]
+    | Annotated[MetricCard, Tag("metric_card")]
+    | Annotated[Chart, Tag("chart")]
+    | Annotated[Text, Tag("text")]
+    | Annotated[ConditionalSection, Tag("conditional_section")]
+    | Annotated[PluginSection, Tag("plugin")],
+    Discriminator(_section_tag),
 ]
 
 ConditionalSection.model_rebuild()
