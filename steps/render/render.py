@@ -26,7 +26,9 @@ DENSE_POINTS = 2000
 class RenderParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     report: Any = Field(description="The report.build output: a ref such as {'ref': 'ctx.build'}.")
-    template_dir: str | None = Field(None, description="Your templates, overriding built-ins by name (policy-relative).")
+    template_dir: str | None = Field(
+        None, description="Your templates, overriding built-ins by name (policy-relative)."
+    )
     file_name: str | None = Field(None, description="Name of the artifact; default REPORT_ID-vVERSION.html/.pdf.")
     cache: bool = Field(True, description="Reuse an earlier render of the same inputs.")
 

@@ -26,11 +26,20 @@ def data_table(section: dict[str, Any], frozen: dict[str, Any], doc: Any) -> dic
     count = len(data["values"][0]) if data["values"] else 0
     styles = frozen.get("row_styles") or [None] * count
     rows = [
-        {"cells": [{"text": col[r], "align": heads[i]["align"]} for i, col in enumerate(cells_by_column)], "style": styles[r]}
+        {
+            "cells": [{"text": col[r], "align": heads[i]["align"]} for i, col in enumerate(cells_by_column)],
+            "style": styles[r],
+        }
         for r in range(count)
     ]
     more = frozen["total_rows"] - count
-    return {"heads": heads, "rows": rows, "more_rows": more, "total_rows": frozen["total_rows"], "note": section.get("note")}
+    return {
+        "heads": heads,
+        "rows": rows,
+        "more_rows": more,
+        "total_rows": frozen["total_rows"],
+        "note": section.get("note"),
+    }
 
 
 @section_renderer("metric_card")

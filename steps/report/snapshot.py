@@ -118,7 +118,11 @@ def aggregate(frame: Any, column: str, agg: str) -> Any:
     if agg == "last":
         return json_value(clean.iloc[-1])
     if agg == "mean":
-        return json_value(sum(clean.tolist()) / len(clean)) if dtype_name(series) == "decimal" else json_value(clean.mean())
+        return (
+            json_value(sum(clean.tolist()) / len(clean))
+            if dtype_name(series) == "decimal"
+            else json_value(clean.mean())
+        )
     result = {"sum": clean.sum, "min": clean.min, "max": clean.max}[agg]()
     return json_value(result)
 

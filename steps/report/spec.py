@@ -33,22 +33,22 @@ class Format(_Model):
     prefix: str = Field("", description="Text before the value.")
     suffix: str = Field("", description="Text after the value, e.g. ' units'.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return {"type": value} if isinstance(value, str) else value
+
+FormatValue = FormatType | Format
+"""A format as written: ``"percent"`` or ``{"type": "percent", "decimals": 0}``."""
+
+
+def as_format(value: Any) -> Any:
+    return Format(type=value) if isinstance(value, str) else value
 
 
 class Column(_Model):
     name: str = Field(description="The column of the data.")
     label: str | None = Field(None, description="The header; defaults to the name.")
-    format: Format = Field(default_factory=Format, description="How cells are written.")
+    format: FormatValue = Field(default_factory=Format, description="How cells are written.")
     align: Literal["left", "right", "center"] | None = Field(None, description="Defaults: numbers right, text left.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
+    _format = field_validator("format")(classmethod(lambda cls, v: as_format(v)))
 
 
 class Sort(_Model):
@@ -79,16 +79,23 @@ class _Section(_Model):
 class DataTable(_Section):
     type: Literal["data_table"]
     data: Any = Field(exclude=True, description="A ref to a DataFrame or a list of records.")
-    columns: list[Column] | None = Field(None, description="Columns shown, in order; all columns when omitted.")
+    columns: list[str | Column] | None = Field(None, description="Columns shown, in order; all columns when omitted.")
     sort: Sort | None = None
     max_rows: int | None = Field(None, ge=1, description="Rows shown; a note says how many more there are.")
-    highlight: list[Highlight] = Field(default_factory=list, description="Row styles; the first that holds wins.")
+    highlight: list[Highlight] | Highlight = Field(
+        default_factory=list, description="Row styles; the first that holds wins."
+    )
     note: str | None = Field(None, description="A caption under the table.")
 
-    @field_validator("highlight", mode="before")
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: Any) -> Any:
+        return None if value is None else [Column(name=c) if isinstance(c, str) else c for c in value]
+
+    @field_validator("highlight")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, dict) else value
+        return [value] if isinstance(value, Highlight) else value
 
 
 class MetricCard(_Section):
@@ -96,11 +103,13 @@ class MetricCard(_Section):
     id: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name in ctx.metrics.")
     label: str
     value: Any = Field(exclude=True, description="A number (a ref), or {data, column, agg}.")
-    format: Format = Field(default_factory=Format)
+    format: FormatValue = Field(default_factory=Format)
     compare_to: Any = Field(None, exclude=True, description="A number (ref or literal), or {data, column, agg}.")
     compare_label: str | None = Field(None, description="E.g. 'vs last month'.")
     higher_is_better: bool = Field(True, description="Whether a rise is shown as good (green) or bad (red).")
     thresholds: list[Threshold] = Field(default_factory=list, description="Card colours; the first that holds wins.")
+
+    _format = field_validator("format")(classmethod(lambda cls, v: as_format(v)))
 
 
 class Chart(_Section):
@@ -108,17 +117,22 @@ class Chart(_Section):
     kind: str = Field(description="line, bar, stacked_bar, area, pie, scatter, candlestick, or a plugin's 'pkg.kind'.")
     data: Any = Field(exclude=True, description="A ref to a DataFrame or a list of records.")
     x: str = Field(description="The x column (labels for pie).")
-    y: list[str] = Field(min_length=1, description="One or more value columns (candlestick: open, high, low, close).")
+    y: str | list[str] = Field(description="One or more value columns (candlestick: open, high, low, close).")
     series: str | None = Field(None, description="A column whose values split the data into series.")
     x_label: str | None = None
     y_label: str | None = None
-    y_format: Format | None = Field(None, description="Format of the y axis ticks (percent, currency...).")
+    y_format: FormatValue | None = Field(None, description="Format of the y axis ticks (percent, currency...).")
     height: int = Field(340, ge=150, le=1200, description="Height in pixels (CSS px).")
 
-    @field_validator("y", mode="before")
+    _y_format = field_validator("y_format")(classmethod(lambda cls, v: as_format(v)))
+
+    @field_validator("y")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        value = [value] if isinstance(value, str) else value
+        if not value:
+            raise ValueError("give at least one y column")
+        return value
 
     @field_validator("kind")
     @classmethod
@@ -158,7 +172,7 @@ class PluginSection(_Section):
     """A section type added by a plugin (its name contains a dot); its ``data``, if any, is frozen whole."""
 
     model_config = ConfigDict(extra="allow")
-    type: str
+    type: str = Field(json_schema_extra={"pattern": _PLUGIN_NAME}, description="The plugin's type, like 'acme.map'.")
     data: Any = Field(None, exclude=True)
 
     @field_validator("type")
