@@ -137,7 +137,7 @@ class Document:
             "sections": self.sections(report["spec"]["sections"]),
             "plotly_js": None,
         }
-        if self.mode == "html":
+        if self.mode == "html" and self._chart_count:
             from plotly.offline import get_plotlyjs
 
             context["plotly_js"] = Markup(get_plotlyjs().replace("</script", "<\\/script"))

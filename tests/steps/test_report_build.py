@@ -33,7 +33,9 @@ def report(rows=ROWS, sections=None, **params):
                         "label": "Revenue",
                         "value": {"data": {"ref": "ctx.rows"}, "column": "revenue", "agg": "sum"},
                         "compare_to": 500,
-                        "thresholds": [{"condition": {"ref": "ctx.card.delta", "op": "lt", "value": 0}, "status": "bad"}],
+                        "thresholds": [
+                            {"condition": {"ref": "ctx.card.delta", "op": "lt", "value": 0}, "status": "bad"}
+                        ],
                     },
                     {
                         "type": "data_table",
@@ -46,7 +48,9 @@ def report(rows=ROWS, sections=None, **params):
                     {
                         "type": "conditional_section",
                         "condition": {"ref": "ctx.metrics.revenue.value", "op": "gt", "value": 1000},
-                        "sections": [{"type": "chart", "kind": "bar", "data": {"ref": "ctx.rows"}, "x": "region", "y": "revenue"}],
+                        "sections": [
+                            {"type": "chart", "kind": "bar", "data": {"ref": "ctx.rows"}, "x": "region", "y": "revenue"}
+                        ],
                     },
                 ],
                 **params,
@@ -156,7 +160,11 @@ def test_a_missing_chart_column_in_a_nested_section(run):
 
 def test_validate_reports_bad_conditions_and_kinds_at_their_pointers(cli, write_policy):
     sections = [
-        {"type": "conditional_section", "condition": {"ref": "metrics.x", "op": "gt", "value": 1}, "sections": [{"type": "text", "body": "x"}]},
+        {
+            "type": "conditional_section",
+            "condition": {"ref": "metrics.x", "op": "gt", "value": 1},
+            "sections": [{"type": "text", "body": "x"}],
+        },
         {"type": "chart", "kind": "bars", "data": [], "x": "a", "y": "b"},
     ]
     result = cli("validate", str(write_policy(report(sections=sections))))
@@ -173,6 +181,8 @@ def test_validate_reports_bad_conditions_and_kinds_at_their_pointers(cli, write_
     [("sum", 400.75), ("mean", 133.58333333333334), ("min", 80.0), ("max", 200.25), ("count", 3), ("last", 200.25)],
 )
 def test_metric_aggregates(run, store, agg, expected):
-    sections = [{"type": "metric_card", "label": "x", "value": {"data": {"ref": "ctx.rows"}, "column": "revenue", "agg": agg}}]
+    sections = [
+        {"type": "metric_card", "label": "x", "value": {"data": {"ref": "ctx.rows"}, "column": "revenue", "agg": agg}}
+    ]
     out = output(store, run(report(sections=sections)))
     assert out["snapshot"]["metrics"]["x"]["value"] == expected
