@@ -189,7 +189,9 @@ def render_html(env: SandboxedEnvironment, doc: Document) -> str:
     try:
         return env.get_template("base.html").render(doc.context())
     except jinja2.TemplateNotFound as exc:
-        raise StepError(f"template {exc.name!r} not found (looked in the template_dir and built-ins)") from exc
+        raise StepError(
+            f"template {exc.name!r} not found (looked in the template_dir and built-ins)", retryable=False
+        ) from exc
     except jinja2.TemplateError as exc:
         name = getattr(exc, "filename", None) or getattr(exc, "name", None) or "a template"
         line = getattr(exc, "lineno", None)

@@ -19,7 +19,7 @@ def write_pdf(html: str, page_css: str, template_dirs: list[Path]) -> tuple[byte
 
     # WeasyPrint logs every CSS property it does not support at WARNING; they are not our errors
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    base = template_dirs[-1]
+    base = template_dirs[0]  # relative URLs in your templates resolve in your template_dir
     try:
         doc = weasyprint.HTML(string=html, base_url=str(base), url_fetcher=_fetcher(template_dirs)).render(
             stylesheets=[weasyprint.CSS(string=page_css)]

@@ -147,6 +147,7 @@ class RenderPdf(_Render, type="render.pdf"):
     ) -> tuple[bytes, dict[str, Any]]:
         doc = document.Document(report, "pdf", where, images={})
         wanted = doc.chart_sections()
+        started = time.perf_counter()
         if wanted:
             browser = charts.browser_path(ctx.config.section("render").get("browser_path"))
             async with charts.ImageRenderer(browser) as images:
@@ -158,9 +159,17 @@ class RenderPdf(_Render, type="render.pdf"):
                     scale = params.png_scale if fmt == "png" else 1.0
                     media_type = "image/svg+xml" if fmt == "svg" else "image/png"
                     doc.images[pointer] = (media_type, await images.image(fig, fmt, scale))
+        charts_done = time.perf_counter()
         html = await asyncio.to_thread(document.render_html, env, doc)
         page_css = f"@page {{ size: {params.page_size} {params.orientation}; }}"
         data, pages = await asyncio.to_thread(pdf.write_pdf, html, page_css, env_dirs(env))
+        ctx.log.info(
+            "render.pdf_timings",
+            charts=len(wanted),
+            charts_s=round(charts_done - started, 3),
+            layout_s=round(time.perf_counter() - charts_done, 3),
+            pages=pages,
+        )
         return data, {"pages": pages}
 
 

@@ -95,6 +95,17 @@ class ReportBuild(Step, type="report.build"):
         )
 
 
+def _unwrap_literals(value: Any) -> Any:
+    """Conditions as the step will see them: the engine unwraps ``{"literal": X}`` to ``X``."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "literal" in value:
+            return value["literal"]
+        return {k: _unwrap_literals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_literals(v) for v in value]
+    return value
+
+
 def _check_conditions(sections: Any, pointer: str, problems: list[Problem]) -> None:
     """Parse every condition of the spec as written, so ``engine validate`` reports bad ones."""
     if not isinstance(sections, list):
@@ -104,14 +115,14 @@ def _check_conditions(sections: Any, pointer: str, problems: list[Problem]) -> N
             continue
         at = f"{pointer}/{index}"
         if section.get("type") == "conditional_section" and "condition" in section:
-            problems += check_condition(section["condition"], f"{at}/condition")
+            problems += check_condition(_unwrap_literals(section["condition"]), f"{at}/condition")
             _check_conditions(section.get("sections"), f"{at}/sections", problems)
         for key in ("thresholds", "highlight"):
             rules = section.get(key)
             for i, rule in enumerate([rules] if isinstance(rules, dict) else rules or []):
                 if isinstance(rule, dict) and "condition" in rule:
                     sub = f"{at}/{key}" if isinstance(rules, dict) else f"{at}/{key}/{i}"
-                    problems += check_condition(rule["condition"], f"{sub}/condition")
+                    problems += check_condition(_unwrap_literals(rule["condition"]), f"{sub}/condition")
 
 
 class _Builder:

@@ -186,3 +186,26 @@ def test_metric_aggregates(run, store, agg, expected):
     ]
     out = output(store, run(report(sections=sections)))
     assert out["snapshot"]["metrics"]["x"]["value"] == expected
+
+
+def test_a_literal_ref_on_the_right_compares_two_snapshot_values(run, store):
+    sections = [
+        {
+            "type": "metric_card",
+            "id": "total",
+            "label": "Total",
+            "value": {"data": {"ref": "ctx.rows"}, "column": "revenue", "agg": "sum"},
+        },
+        {
+            "type": "conditional_section",
+            "condition": {
+                "ref": "ctx.metrics.total.value",
+                "op": "lt",
+                "value": {"literal": {"ref": "ctx.values.target"}},
+            },
+            "sections": [{"type": "text", "body": "below"}],
+        },
+    ]
+    for target, shown in ((500, True), (300, False)):
+        out = output(store, run(report(sections=sections, values={"target": target})))
+        assert out["snapshot"]["conditions"] == {"/sections/1/condition": shown}
