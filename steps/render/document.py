@@ -64,8 +64,16 @@ class Document:
     (static chart images from ``images``, by section pointer).
     """
 
-    def __init__(self, report: dict[str, Any], mode: str, where: str, images: dict[str, tuple[str, bytes]]) -> None:
+    def __init__(
+        self,
+        report: dict[str, Any],
+        mode: str,
+        where: str,
+        images: dict[str, tuple[str, bytes]],
+        env: SandboxedEnvironment | None = None,
+    ) -> None:
         self.report = report
+        self.env = env
         self.mode = mode
         self.where = where
         self.images = images
@@ -92,6 +100,30 @@ class Document:
             item.update(renderer.prepare(spec, frozen, self))
             out.append(item)
         return _group_cards(out)
+
+    def render_string(self, source: str) -> str:
+        """A text section's template, over the snapshot: ``metrics``, ``values``, ``report``."""
+        snapshot = self.report["snapshot"]
+        env = self.env or environment([BUILTIN_TEMPLATES])
+        try:
+            return env.from_string(source).render(
+                metrics=snapshot["metrics"], values=snapshot["values"], report=self._report_vars()
+            )
+        except jinja2.TemplateError as exc:
+            raise StepError(f"text template at {self.where}{self.pointer}/template: {exc}", retryable=False) from exc
+
+    def _report_vars(self) -> dict[str, Any]:
+        report, snapshot = self.report, self.report["snapshot"]
+        return {
+            "report_id": report["report_id"],
+            "title": snapshot["title"],
+            "subtitle": snapshot.get("subtitle"),
+            "author": snapshot.get("author"),
+            "version": report["version"],
+            "hash": report["hash"],
+            "created_at": report["created_at"],
+            "generated": report["created_at"][:16].replace("T", " ") + " UTC",
+        }
 
     def chart_html(self, spec: dict[str, Any], frozen: dict[str, Any]) -> Markup:
         self._chart_count += 1
@@ -122,16 +154,7 @@ class Document:
         snapshot = report["snapshot"]
         context = {
             "mode": self.mode,
-            "report": {
-                "report_id": report["report_id"],
-                "title": snapshot["title"],
-                "subtitle": snapshot.get("subtitle"),
-                "author": snapshot.get("author"),
-                "version": report["version"],
-                "hash": report["hash"],
-                "created_at": report["created_at"],
-                "generated": report["created_at"][:16].replace("T", " ") + " UTC",
-            },
+            "report": self._report_vars(),
             "metrics": snapshot["metrics"],
             "values": snapshot["values"],
             "sections": self.sections(report["spec"]["sections"]),

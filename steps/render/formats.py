@@ -19,8 +19,9 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def format_value(value: Any, fmt: dict[str, Any] | None, dtype: str | None = None) -> str:
-    fmt = fmt or {}
+def format_value(value: Any, fmt: dict[str, Any] | str | None = None, dtype: str | None = None) -> str:
+    """``format_value(0.25, "percent") == "25.0%"``; ``fmt`` is a format name or object."""
+    fmt = {"type": fmt} if isinstance(fmt, str) else (fmt or {})
     kind = fmt.get("type", "auto")
     if value is None:
         return MISSING

@@ -104,7 +104,7 @@ class RenderHtml(_Render, type="render.html"):
     async def render(
         self, report: dict[str, Any], params: Any, ctx: StepContext, env: Any, where: str
     ) -> tuple[bytes, dict[str, Any]]:
-        doc = document.Document(report, "html", where, images={})
+        doc = document.Document(report, "html", where, images={}, env=env)
         html = await asyncio.to_thread(document.render_html, env, doc)
         return html.encode("utf-8"), {}
 
@@ -145,7 +145,7 @@ class RenderPdf(_Render, type="render.pdf"):
     async def render(
         self, report: dict[str, Any], params: Any, ctx: StepContext, env: Any, where: str
     ) -> tuple[bytes, dict[str, Any]]:
-        doc = document.Document(report, "pdf", where, images={})
+        doc = document.Document(report, "pdf", where, images={}, env=env)
         wanted = doc.chart_sections()
         started = time.perf_counter()
         if wanted:

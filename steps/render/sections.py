@@ -78,7 +78,10 @@ def text(section: dict[str, Any], frozen: dict[str, Any], doc: Any) -> dict[str,
 
     # html: False: raw HTML in the Markdown is shown as text, never passed through
     md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
-    return {"html": Markup(md.render(frozen["body"]))}
+    source = frozen.get("body")
+    if frozen.get("template") is not None:
+        source = doc.render_string(frozen["template"])
+    return {"html": Markup(md.render(source or ""))}
 
 
 @section_renderer("conditional_section")

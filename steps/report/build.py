@@ -175,7 +175,7 @@ class _Builder:
             elif isinstance(section, MetricCard):
                 self.sections[at] = {"type": section.type, "metric": self._metric_id(at, section)}
             elif isinstance(section, Text):
-                self.sections[at] = {"type": section.type, "body": section.body}
+                self.sections[at] = {"type": section.type, "body": section.body, "template": section.template}
             elif isinstance(section, PluginSection):
                 entry: dict[str, Any] = {"type": section.type}
                 if section.data is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 FormatType = Literal["auto", "text", "number", "integer", "percent", "currency", "date"]
 Status = Literal["good", "warning", "bad", "info", "neutral"]
@@ -28,7 +28,12 @@ class Format(_Model):
 
     type: FormatType = Field("auto", description="auto, text, number, integer, percent, currency or date.")
     decimals: int | None = Field(None, ge=0, le=10, description="Digits after the point (number 2, percent 1).")
-    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code for currency: USD, EUR, GBP...")
+    currency: str = Field(
+        "USD",
+        pattern=r"^[A-Z]{3}$",
+        validation_alias=AliasChoices("currency", "code"),
+        description="ISO 4217 code for currency: USD, EUR, GBP... ('code' works too).",
+    )
     date_format: str = Field("%Y-%m-%d", description="strftime pattern for date, e.g. '%d %b %Y'.")
     prefix: str = Field("", description="Text before the value.")
     suffix: str = Field("", description="Text after the value, e.g. ' units'.")
@@ -46,7 +51,9 @@ class Column(_Model):
     name: str = Field(description="The column of the data.")
     label: str | None = Field(None, description="The header; defaults to the name.")
     format: FormatValue = Field(default_factory=Format, description="How cells are written.")
-    align: Literal["left", "right", "center"] | None = Field(None, description="Defaults: numbers right, text left.")
+    align: Literal["left", "right", "center"] | None = Field(
+        None, validation_alias=AliasChoices("align", "alignment"), description="Defaults: numbers right, text left."
+    )
 
     _format = field_validator("format")(classmethod(lambda cls, v: as_format(v)))
 
@@ -119,8 +126,8 @@ class Chart(_Section):
     x: str = Field(description="The x column (labels for pie).")
     y: str | list[str] = Field(description="One or more value columns (candlestick: open, high, low, close).")
     series: str | None = Field(None, description="A column whose values split the data into series.")
-    x_label: str | None = None
-    y_label: str | None = None
+    x_label: str | None = Field(None, validation_alias=AliasChoices("x_label", "x_title"), description="X axis title.")
+    y_label: str | None = Field(None, validation_alias=AliasChoices("y_label", "y_title"), description="Y axis title.")
     y_format: FormatValue | None = Field(None, description="Format of the y axis ticks (percent, currency...).")
     height: int = Field(340, ge=150, le=1200, description="Height in pixels (CSS px).")
 
@@ -159,7 +166,30 @@ class Chart(_Section):
 
 class Text(_Section):
     type: Literal["text"]
-    body: str = Field(description="Markdown (raw HTML is shown as text); a {'template': ...} works too.")
+    body: str | None = Field(
+        None,
+        validation_alias=AliasChoices("body", "markdown"),
+        description="Markdown (raw HTML is shown as text); a {'template': ...} works too.",
+    )
+    template: str | None = Field(
+        None, description="A Jinja2 template over the snapshot (metrics, values, report), giving Markdown."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Text:
+        if (self.body is None) == (self.template is None):
+            raise ValueError(
+                "a text section takes either 'body' (Markdown) or 'template' (Jinja2), not both or neither"
+            )
+        if self.template is not None:
+            from jinja2 import TemplateSyntaxError
+            from jinja2.sandbox import SandboxedEnvironment
+
+            try:
+                SandboxedEnvironment().parse(self.template)
+            except TemplateSyntaxError as exc:
+                raise ValueError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
+        return self
 
 
 class ConditionalSection(_Section):

@@ -69,7 +69,23 @@ def planned(db: sa.Engine, report_id: str, digest: str) -> Version:
 def record(
     db: sa.Engine, *, report_id: str, title: str, digest: str, snapshot: Any, spec: Any, run_id: str, policy_id: str
 ) -> Version:
-    """Store a new version if ``digest`` differs from the latest one; return the version either way."""
+    """Store a new version if ``digest`` differs from the latest one; return the version either way.
+
+    Two runs storing the same report at once: the loser of the race sees the key taken and
+    tries again on top of the winner's version.
+    """
+    for attempt in range(3):
+        try:
+            return _record(db, report_id, title, digest, snapshot, spec, run_id, policy_id)
+        except sa.exc.IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _record(
+    db: sa.Engine, report_id: str, title: str, digest: str, snapshot: Any, spec: Any, run_id: str, policy_id: str
+) -> Version:
     now = _now()
     with db.begin() as conn:
         row = conn.execute(

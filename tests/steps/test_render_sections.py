@@ -232,3 +232,63 @@ def test_a_browser_path_that_does_not_exist_is_named(monkeypatch):
     with pytest.raises(StepError) as exc:
         browser_path()
     assert str(exc.value).startswith("the browser '/nope/chromium' does not exist or is not executable.")
+
+
+def test_a_text_template_reads_the_snapshot(run, store):
+    sections = [
+        {
+            "type": "metric_card",
+            "id": "total",
+            "label": "Total",
+            "value": {"data": {"ref": "ctx.rows"}, "column": "revenue", "agg": "sum"},
+        },
+        {
+            "type": "text",
+            "template": "Revenue was **{{ metrics.total.value | fmt('currency') }}** in {{ report.title }}.",
+        },
+    ]
+    html = html_of(store, run(report_policy(sections, render=("html",))))
+    assert "<p>Revenue was <strong>$40.00</strong> in Test report.</p>" in html
+
+
+def test_a_text_section_takes_body_or_template(cli, write_policy):
+    doc = report_policy([{"type": "text", "body": "a", "template": "b"}], render=())
+    result = cli("validate", str(write_policy(doc)))
+    assert result.returncode == 2
+    assert "a text section takes either 'body' (Markdown) or 'template' (Jinja2)" in " ".join(result.stderr.split())
+
+
+CANDLES = [
+    {
+        "day": f"2026-11-0{d}",
+        "open": 10.0 + d,
+        "high": 12.0 + d,
+        "low": 9.0 + d,
+        "close": 11.0 + d,
+        "region": "emea" if d % 2 else "apac",
+    }
+    for d in range(1, 7)
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "y", "series", "trace"),
+    [
+        ("line", "close", "region", "scatter"),
+        ("bar", ["open", "close"], None, "bar"),
+        ("stacked_bar", "close", "region", "bar"),
+        ("area", "close", "region", "scatter"),
+        ("pie", "close", None, "pie"),
+        ("scatter", "high", None, "scatter"),
+        ("candlestick", ["open", "high", "low", "close"], None, "candlestick"),
+    ],
+)
+def test_every_chart_kind_draws(run, store, kind, y, series, trace):
+    chart = {"type": "chart", "kind": kind, "title": f"A {kind}", "data": {"ref": "ctx.rows"}, "x": "day", "y": y}
+    if series:
+        chart["series"] = series
+    result = run(report_policy([chart], rows=CANDLES, render=("html",)))
+    assert result.status == "SUCCESS", [s.error for s in result.steps]
+    html = html_of(store, result)
+    assert f'"type":"{trace}"' in html
+    assert f"A {kind}" in html
