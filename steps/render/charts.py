@@ -203,7 +203,10 @@ class ImageRenderer:
         if self._kaleido is not None:
             await self._kaleido.close()
 
-    async def image(self, fig: Any, fmt: str, scale: float = 1.0) -> bytes:
+    async def image(self, fig: Any, fmt: str, scale: float = 1.0, where: str = "") -> bytes:
         opts = {"format": fmt, "width": fig.layout.width, "height": fig.layout.height, "scale": scale}
-        data: bytes = await self._kaleido.calc_fig(fig, opts=opts)
+        try:
+            data: bytes = await self._kaleido.calc_fig(fig, opts=opts)
+        except Exception as exc:  # one boundary: Kaleido's and the browser's errors become step errors
+            raise StepError(f"Kaleido could not draw the chart at {where}: {type(exc).__name__}: {exc}") from exc
         return data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 import time
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -56,7 +57,7 @@ class _Render(Step):
                 "options": self.options(params),
             }
         )
-        db = ctx.database(cache.metadata)
+        db = await asyncio.to_thread(_database, ctx)
         if params.cache:
             hit = await asyncio.to_thread(cache.lookup, db, key)
             if hit is not None:
@@ -65,7 +66,7 @@ class _Render(Step):
         started = time.perf_counter()
         data, extra = await self.render(report, params, ctx, document.environment(dirs), where)
         name = params.file_name or f"{report['report_id']}-v{report['version']}.{self.kind}"
-        ref = ctx.artifacts.put_bytes(data, self.media_type, name=name)
+        ref = await asyncio.to_thread(ctx.artifacts.put_bytes, data, self.media_type, name)
         output = {self.kind: ref.model_dump(), **extra}
         ctx.log.info("render.done", renderer=self.type, size=ref.size, seconds=round(time.perf_counter() - started, 3))
         if params.cache:
@@ -158,7 +159,7 @@ class RenderPdf(_Render, type="render.pdf"):
                         fmt = "png" if charts.points(fig) > DENSE_POINTS else "svg"
                     scale = params.png_scale if fmt == "png" else 1.0
                     media_type = "image/svg+xml" if fmt == "svg" else "image/png"
-                    doc.images[pointer] = (media_type, await images.image(fig, fmt, scale))
+                    doc.images[pointer] = (media_type, await images.image(fig, fmt, scale, where + pointer))
         charts_done = time.perf_counter()
         html = await asyncio.to_thread(document.render_html, env, doc)
         page_css = f"@page {{ size: {params.page_size} {params.orientation}; }}"
@@ -171,6 +172,16 @@ class RenderPdf(_Render, type="render.pdf"):
             pages=pages,
         )
         return data, {"pages": pages}
+
+
+_tables_lock = threading.Lock()
+
+
+def _database(ctx: StepContext) -> Any:
+    """The engine's database with the cache table; render steps running side by side in one
+    process take turns creating it, instead of racing for SQLite's write lock."""
+    with _tables_lock:
+        return ctx.database(cache.metadata)
 
 
 def env_dirs(env: Any) -> list[Path]:
