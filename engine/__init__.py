@@ -10,6 +10,8 @@ Plugin authors import from here only; everything else is internal.
 
 from .artifacts import ArtifactRef as ArtifactRef
 from .artifacts import ArtifactStore as ArtifactStore
+from .conditions import check_condition as check_condition
+from .conditions import evaluate_condition as evaluate_condition
 from .config import EngineConfig as EngineConfig
 from .errors import ConditionError as ConditionError
 from .errors import ConfigError as ConfigError
@@ -64,6 +66,8 @@ __all__ = [
     "TemplateError",
     "UsageError",
     "__version__",
+    "check_condition",
+    "evaluate_condition",
     "is_expression",
     "policy_section",
     "register_secret",

@@ -278,3 +278,34 @@ def parse_condition(raw: Any, pointer: str = "") -> Condition:
 def evaluate(raw: Any, ctx: RunContext, pointer: str = "") -> bool:
     """Parse and evaluate a raw condition against ``ctx``."""
     return parse_condition(raw, pointer).evaluate(ctx)
+
+
+# -- public helpers for plugins that evaluate conditions against data of their own --------------
+
+
+class _MappingContext(RunContext):
+    """A run context over a plain mapping: ``ctx.a.b`` reads ``data["a"]["b"]``."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        super().__init__({}, {})
+        self.data = dict(data)
+
+
+def check_condition(raw: Any, pointer: str = "") -> list[Problem]:
+    """The problems of a raw condition (empty when it parses), for ``Step.check``.
+
+    Refs are parsed, not looked up: the data they read is the plugin's own.
+    """
+    parser = ConditionParser()
+    parser.parse(raw, pointer)
+    return parser.problems
+
+
+def evaluate_condition(raw: Any, data: Mapping[str, Any], where: str = "") -> bool:
+    """Evaluate a raw condition against ``data`` instead of the run context.
+
+    ``{"ref": "ctx.metrics.revenue", "op": "gt", "value": 0}`` reads ``data["metrics"]["revenue"]``,
+    with the rules of docs/conditions.md (missing paths, ``null``, type mismatches). Raises
+    ConditionError naming ``where``.
+    """
+    return parse_condition(raw, where).evaluate(_MappingContext(data))

@@ -370,6 +370,7 @@ class _Checker:
             step_type.Params.model_validate(params)
         except ValidationError as exc:
             for error in exc.errors():
+                error = {**error, "loc": _data_loc(params, error["loc"])}
                 loc_ptr = pointers.from_loc(error["loc"])
                 if any(loc_ptr == e or loc_ptr.startswith(e + "/") for e in expression_ptrs):
                     continue
@@ -553,6 +554,25 @@ _FRIENDLY = {
     "bool_type": "must be true or false",
     "bool_parsing": "must be true or false",
 }
+
+
+def _data_loc(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """pydantic's ``loc`` without the tags of tagged unions (``sections/4/text/body`` is
+    ``sections/4/body`` in the document): a key that is not in the data is a tag, unless it is the
+    last one (a missing or unknown field)."""
+    out: list[str | int] = []
+    for index, segment in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(data, dict) and segment in data:
+            data = data[segment]
+        elif isinstance(data, list) and isinstance(segment, int) and 0 <= segment < len(data):
+            data = data[segment]
+        elif isinstance(data, dict) and isinstance(segment, str) and not last:
+            continue  # a union tag
+        else:
+            data = None
+        out.append(segment)
+    return tuple(out)
 
 
 def _problem_from_pydantic(error: Mapping[str, Any], model: Any, base: str) -> Problem:

@@ -33,6 +33,8 @@ EXPECTED = [
     "TemplateError",
     "UsageError",
     "__version__",
+    "check_condition",
+    "evaluate_condition",
     "is_expression",
     "policy_section",
     "register_secret",

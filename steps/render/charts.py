@@ -1,0 +1,212 @@
+"""Charts: the built-in chart kinds as Plotly figures, and static images through one Kaleido browser.
+
+Each kind turns the chart's frozen data into Plotly traces; :func:`figure` adds the shared
+layout (fonts, colours, axis labels). :class:`ImageRenderer` starts Kaleido's browser once and
+draws every chart of a report with it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from engine import StepError
+
+from .formats import SYMBOLS
+from .registry import chart_kind, chart_kinds, get_chart
+
+FONT = "Liberation Sans, DejaVu Sans, Arial, Helvetica, sans-serif"
+COLORWAY = ["#1f4e79", "#e07a1f", "#2e8b57", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d4ac0d"]
+WIDTH = 760  # px: the A4 text column at 96 dpi, a little wider so fonts print at about 9 pt
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+INSTALL_HINT = (
+    "Kaleido draws the PDF's charts with Chromium, and no browser was found "
+    "(looked for BROWSER_PATH, the render config's browser_path, then {names} on PATH). "
+    "Install it with `apt-get install chromium` (Debian/Ubuntu), or set BROWSER_PATH to a Chromium binary"
+)
+
+
+def columns(frozen: dict[str, Any]) -> dict[str, list[Any]]:
+    return dict(zip(frozen["columns"], frozen["values"], strict=True))
+
+
+def _series(data: dict[str, list[Any]], spec: dict[str, Any]) -> list[tuple[str, list[Any], list[Any]]]:
+    """(name, x, y) per trace: one per y column, or one per value of the series column."""
+    x = data[spec["x"]]
+    if not spec.get("series"):
+        return [(name, x, data[name]) for name in spec["y"]]
+    groups: dict[Any, tuple[list[Any], list[Any]]] = {}
+    for xv, yv, sv in zip(x, data[spec["y"][0]], data[spec["series"]], strict=True):
+        gx, gy = groups.setdefault(sv, ([], []))
+        gx.append(xv)
+        gy.append(yv)
+    return [(str(k), gx, gy) for k, (gx, gy) in groups.items()]
+
+
+@chart_kind("line")
+def _line(data: dict[str, list[Any]], spec: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    import plotly.graph_objects as go
+
+    traces = []
+    for name, x, y in _series(data, spec):
+        mode = "lines+markers" if len(x) <= 40 else "lines"
+        traces.append(go.Scatter(x=x, y=y, name=name, mode=mode, line={"width": 2.5}))
+    return traces, {}
+
+
+@chart_kind("area")
+def _area(data: dict[str, list[Any]], spec: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    import plotly.graph_objects as go
+
+    return [
+        go.Scatter(x=x, y=y, name=name, mode="lines", stackgroup="one", line={"width": 1.5})
+        for name, x, y in _series(data, spec)
+    ], {}
+
+
+@chart_kind("scatter")
+def _scatter(data: dict[str, list[Any]], spec: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    import plotly.graph_objects as go
+
+    return [
+        go.Scatter(x=x, y=y, name=name, mode="markers", marker={"size": 7, "opacity": 0.8})
+        for name, x, y in _series(data, spec)
+    ], {}
+
+
+@chart_kind("bar")
+def _bar(data: dict[str, list[Any]], spec: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    import plotly.graph_objects as go
+
+    return [go.Bar(x=x, y=y, name=name) for name, x, y in _series(data, spec)], {"barmode": "group"}
+
+
+@chart_kind("stacked_bar")
+def _stacked_bar(data: dict[str, list[Any]], spec: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    traces, _ = _bar(data, spec)
+    return traces, {"barmode": "stack"}
+
+
+@chart_kind("pie")
+def _pie(data: dict[str, list[Any]], spec: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    import plotly.graph_objects as go
+
+    pie = go.Pie(
+        labels=data[spec["x"]],
+        values=data[spec["y"][0]],
+        hole=0.45,
+        sort=False,
+        textinfo="label+percent",
+        marker={"colors": COLORWAY},
+    )
+    return [pie], {"showlegend": False}
+
+
+@chart_kind("candlestick")
+def _candlestick(data: dict[str, list[Any]], spec: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    import plotly.graph_objects as go
+
+    o, h, low, c = (data[name] for name in spec["y"])
+    return [go.Candlestick(x=data[spec["x"]], open=o, high=h, low=low, close=c, name=spec["y"][3])], {
+        "xaxis_rangeslider_visible": False
+    }
+
+
+def figure(spec: dict[str, Any], frozen: dict[str, Any], where: str) -> Any:
+    """The Plotly figure of a chart section."""
+    import plotly.graph_objects as go
+
+    build = get_chart(spec["kind"])
+    if build is None:
+        raise StepError(
+            f"chart at {where}: no renderer for chart kind {spec['kind']!r} (kinds: {', '.join(chart_kinds())}); "
+            "is the plugin that adds it loaded?",
+            retryable=False,
+        )
+    traces, overrides = build(columns(frozen["data"]), spec)
+    fig = go.Figure(data=traces)
+    fig.update_layout(
+        template="plotly_white",
+        title={"text": spec.get("title") or "", "x": 0, "xanchor": "left", "font": {"size": 15}},
+        font={"family": FONT, "size": 12, "color": "#222"},
+        colorway=COLORWAY,
+        height=spec.get("height", 340),
+        width=WIDTH,
+        margin={"l": 60, "r": 20, "t": 50 if spec.get("title") else 20, "b": 50},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+        xaxis_title=spec.get("x_label"),
+        yaxis_title=spec.get("y_label"),
+        **overrides,
+    )
+    fig.update_xaxes(showgrid=False)
+    _y_format(fig, spec.get("y_format"))
+    return fig
+
+
+def _y_format(fig: Any, fmt: dict[str, Any] | None) -> None:
+    if not fmt:
+        return
+    kind, places = fmt.get("type"), fmt.get("decimals")
+    if kind == "percent":
+        fig.update_yaxes(tickformat=f".{0 if places is None else places}%")
+    elif kind == "currency":
+        symbol = SYMBOLS.get(fmt.get("currency", "USD"), fmt.get("currency", "") + " ")
+        fig.update_yaxes(tickprefix=symbol, tickformat=",.0f" if places is None else f",.{places}f")
+    elif kind in ("number", "integer"):
+        fig.update_yaxes(tickformat=",.0f" if places is None else f",.{places}f")
+
+
+def points(fig: Any) -> int:
+    return sum(len(getattr(t, "x", None) or []) for t in fig.data)
+
+
+def browser_path(configured: str | None = None) -> str:
+    """The Chromium binary Kaleido should use, or a StepError that says how to install it."""
+    for candidate in (os.environ.get("BROWSER_PATH"), configured):
+        if candidate:
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+            raise StepError(
+                f"the browser {candidate!r} does not exist or is not executable. "
+                + INSTALL_HINT.format(names=", ".join(BROWSERS)),
+                retryable=False,
+            )
+    for name in BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise StepError(INSTALL_HINT.format(names=", ".join(BROWSERS)), retryable=False)
+
+
+class ImageRenderer:
+    """One Kaleido browser for every chart of a render: ``async with ImageRenderer(path) as r``."""
+
+    def __init__(self, browser: str) -> None:
+        self.browser = browser
+        self._kaleido: Any = None
+
+    async def __aenter__(self) -> ImageRenderer:
+        import kaleido
+        from choreographer.errors import BrowserFailedError, ChromeNotFoundError
+
+        try:
+            self._kaleido = kaleido.Kaleido(mathjax=False, path=self.browser, timeout=120)
+            await self._kaleido.open()
+        except ChromeNotFoundError as exc:
+            raise StepError(INSTALL_HINT.format(names=", ".join(BROWSERS)), retryable=False) from exc
+        except BrowserFailedError as exc:
+            raise StepError(f"Chromium ({self.browser}) failed to start for Kaleido: {exc}") from exc
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._kaleido is not None:
+            await self._kaleido.close()
+
+    async def image(self, fig: Any, fmt: str, scale: float = 1.0, where: str = "") -> bytes:
+        opts = {"format": fmt, "width": fig.layout.width, "height": fig.layout.height, "scale": scale}
+        try:
+            data: bytes = await self._kaleido.calc_fig(fig, opts=opts)
+        except Exception as exc:  # one boundary: Kaleido's and the browser's errors become step errors
+            raise StepError(f"Kaleido could not draw the chart at {where}: {type(exc).__name__}: {exc}") from exc
+        return data

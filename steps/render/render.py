@@ -1,0 +1,224 @@
+"""``render.html`` and ``render.pdf``: a report snapshot to an HTML page or a PDF, through the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+import time
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine import ArtifactRef, Step, StepContext, StepError
+
+from . import cache, charts, document, pdf
+
+RENDERER_VERSION = "1"
+"""Bumped when a change to this package changes what the same snapshot renders to."""
+
+_LIBRARIES = ("jinja2", "plotly", "kaleido", "weasyprint", "markdown-it-py")
+DENSE_POINTS = 2000
+
+
+class RenderParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    report: Any = Field(description="The report.build output: a ref such as {'ref': 'ctx.build'}.")
+    template_dir: str | None = Field(
+        None, description="Your templates, overriding built-ins by name (policy-relative)."
+    )
+    file_name: str | None = Field(None, description="Name of the artifact; default REPORT_ID-vVERSION.html/.pdf.")
+    cache: bool = Field(True, description="Reuse an earlier render of the same inputs.")
+
+
+class _Render(Step):
+    """Shared by the render steps: params, the cache, template lookup."""
+
+    kind: ClassVar[str]
+    media_type: ClassVar[str]
+
+    async def run(self, params: Any, ctx: StepContext) -> Any:
+        where = f"{ctx.pointer}/params"
+        report = _report(params.report, where)
+        dirs = document.template_dirs(_template_dir(params.template_dir, ctx, where))
+        templates = await asyncio.to_thread(document.templates_digest, dirs)
+        key = cache.key(
+            {
+                "renderer": self.type,
+                "renderer_version": RENDERER_VERSION,
+                "libraries": {name: package_version(name) for name in _LIBRARIES},
+                "spec": report["spec"],
+                "snapshot_hash": report["hash"],
+                "report_version": [report["version"], report["created_at"]],
+                "templates": templates,
+                "options": self.options(params),
+            }
+        )
+        db = await asyncio.to_thread(_database, ctx)
+        if params.cache:
+            hit = await asyncio.to_thread(cache.lookup, db, key)
+            if hit is not None:
+                ctx.log.info("render.cache_hit", renderer=self.type, cache_key=key[:16])
+                return self.Output.model_validate({**hit["output"], "cache_status": "hit", "cache_key": key})
+        started = time.perf_counter()
+        data, extra = await self.render(report, params, ctx, document.environment(dirs), where)
+        name = params.file_name or f"{report['report_id']}-v{report['version']}.{self.kind}"
+        ref = await asyncio.to_thread(ctx.artifacts.put_bytes, data, self.media_type, name)
+        output = {self.kind: ref.model_dump(), **extra}
+        ctx.log.info("render.done", renderer=self.type, size=ref.size, seconds=round(time.perf_counter() - started, 3))
+        if params.cache:
+            stored = {"output": output, "artifacts": [ref.model_dump()]}
+            await asyncio.to_thread(cache.store, db, key, self.type, report, stored)
+        status = "miss" if params.cache else "disabled"
+        return self.Output.model_validate({**output, "cache_status": status, "cache_key": key})
+
+    def options(self, params: Any) -> dict[str, Any]:
+        return {"file_name": params.file_name}
+
+    async def render(
+        self, report: dict[str, Any], params: Any, ctx: StepContext, env: Any, where: str
+    ) -> tuple[bytes, dict[str, Any]]:
+        raise NotImplementedError
+
+
+class RenderHtml(_Render, type="render.html"):
+    """Render a report snapshot to one self-contained HTML page with interactive Plotly charts.
+
+    plotly.js is inlined once per page (no CDN), so the page works offline. Renders are cached by
+    spec, snapshot hash, template files and renderer version; ``cache_status`` says hit or miss.
+    """
+
+    kind = "html"
+    media_type = "text/html"
+
+    class Params(RenderParams):
+        pass
+
+    class Output(BaseModel):
+        html: ArtifactRef = Field(description="The page: path, media_type, size, sha256, name.")
+        cache_status: Literal["hit", "miss", "disabled"] = Field(description="hit: returned from the cache.")
+        cache_key: str = Field(description="SHA-256 of everything the render depends on.")
+
+    async def render(
+        self, report: dict[str, Any], params: Any, ctx: StepContext, env: Any, where: str
+    ) -> tuple[bytes, dict[str, Any]]:
+        doc = document.Document(report, "html", where, images={}, env=env)
+        html = await asyncio.to_thread(document.render_html, env, doc)
+        return html.encode("utf-8"), {}
+
+
+class RenderPdf(_Render, type="render.pdf"):
+    """Render a report snapshot to a PDF (WeasyPrint) with charts drawn by Kaleido as SVG or PNG.
+
+    Kaleido's Chromium is started once per render and draws every chart. The text is selectable,
+    the document title and metadata are set, pages carry the title and "Page N of M". Renders are
+    cached like ``render.html``'s.
+    """
+
+    kind = "pdf"
+    media_type = "application/pdf"
+
+    class Params(RenderParams):
+        chart_format: Literal["svg", "png", "auto"] = Field(
+            "svg", description="svg (sharp, selectable text), png, or auto: png for charts over 2,000 points."
+        )
+        png_scale: float = Field(2.0, ge=1, le=4, description="Pixel density of PNG charts.")
+        page_size: Literal["A4", "A3", "A5", "Letter", "Legal"] = "A4"
+        orientation: Literal["portrait", "landscape"] = "portrait"
+
+    class Output(BaseModel):
+        pdf: ArtifactRef = Field(description="The PDF: path, media_type, size, sha256, name.")
+        pages: int = Field(description="Number of pages.")
+        cache_status: Literal["hit", "miss", "disabled"] = Field(description="hit: returned from the cache.")
+        cache_key: str = Field(description="SHA-256 of everything the render depends on.")
+
+    def options(self, params: Any) -> dict[str, Any]:
+        return {
+            "file_name": params.file_name,
+            "chart_format": params.chart_format,
+            "png_scale": params.png_scale,
+            "page": [params.page_size, params.orientation],
+        }
+
+    async def render(
+        self, report: dict[str, Any], params: Any, ctx: StepContext, env: Any, where: str
+    ) -> tuple[bytes, dict[str, Any]]:
+        doc = document.Document(report, "pdf", where, images={}, env=env)
+        wanted = doc.chart_sections()
+        started = time.perf_counter()
+        if wanted:
+            browser = charts.browser_path(ctx.config.section("render").get("browser_path"))
+            async with charts.ImageRenderer(browser) as images:
+                for pointer, spec, frozen in wanted:
+                    fig = charts.figure(spec, frozen, where + pointer)
+                    fmt = params.chart_format
+                    if fmt == "auto":
+                        fmt = "png" if charts.points(fig) > DENSE_POINTS else "svg"
+                    scale = params.png_scale if fmt == "png" else 1.0
+                    media_type = "image/svg+xml" if fmt == "svg" else "image/png"
+                    doc.images[pointer] = (media_type, await images.image(fig, fmt, scale, where + pointer))
+        charts_done = time.perf_counter()
+        html = await asyncio.to_thread(document.render_html, env, doc)
+        page_css = f"@page {{ size: {params.page_size} {params.orientation}; }}"
+        data, pages = await asyncio.to_thread(pdf.write_pdf, html, page_css, env_dirs(env))
+        ctx.log.info(
+            "render.pdf_timings",
+            charts=len(wanted),
+            charts_s=round(charts_done - started, 3),
+            layout_s=round(time.perf_counter() - charts_done, 3),
+            pages=pages,
+        )
+        return data, {"pages": pages}
+
+
+_tables_lock = threading.Lock()
+
+
+def _database(ctx: StepContext) -> Any:
+    """The engine's database with the cache table; render steps running side by side in one
+    process take turns creating it, instead of racing for SQLite's write lock."""
+    with _tables_lock:
+        return ctx.database(cache.metadata)
+
+
+def env_dirs(env: Any) -> list[Path]:
+    return [Path(loader.searchpath[0]) for loader in env.loader.loaders]
+
+
+def _template_dir(value: str | None, ctx: StepContext, where: str) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_absolute():
+        path = (ctx.policy_dir or Path.cwd()) / path
+    if not path.is_dir():
+        raise StepError(
+            f"template_dir {value!r} ({path}) is not a folder at {where}/template_dir; "
+            "give a folder of templates, relative to the policy file",
+            retryable=False,
+        )
+    return path.resolve()
+
+
+def _report(value: Any, where: str) -> dict[str, Any]:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    needed = ("report_id", "version", "hash", "created_at", "spec", "snapshot")
+    if not isinstance(value, dict) or any(k not in value for k in needed):
+        got = ", ".join(sorted(value)) if isinstance(value, dict) else type(value).__name__
+        raise StepError(
+            f"report at {where}/report must be a report.build output such as {{'ref': 'ctx.build'}} "
+            f"(with {', '.join(needed)}); got {got}",
+            retryable=False,
+        )
+    text = json.dumps(value["snapshot"], sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if hashlib.sha256(text.encode()).hexdigest() != value["hash"]:
+        raise StepError(
+            f"report at {where}/report: the snapshot does not match its hash {value['hash'][:12]}...; "
+            "pass report.build's output unchanged",
+            retryable=False,
+        )
+    return value
