@@ -394,7 +394,8 @@ class Runner:
         where = self._pointer(sid)
         self.ctx.data["run"]["attempt"] = self.setup.run_attempt
         try:
-            raw = resolve(spec.params, self.ctx, pointers.join(where, "params"), cls.condition_fields())
+            params_ctx = self._own_state_view(sid, cls, spec, where) if sid in self.valid.self_refs else self.ctx
+            raw = resolve(spec.params, params_ctx, pointers.join(where, "params"), cls.condition_fields())
             params = cls.Params.model_validate(raw)
         except ValidationError as exc:
             raise StepError(_params_error(exc, pointers.join(where, "params")), retryable=False) from None
@@ -439,6 +440,13 @@ class Runner:
             self._write_preview(sid, result)
             return result, {}
         return _check_output(cls, result, where), ctx.state.staged
+
+    def _own_state_view(self, sid: str, cls: type[Step], spec: StepSpec, where: str) -> RunContext:
+        """The run context in which ``ctx.<sid>`` is the step's saved state: what the last
+        successful run committed, over the step type's ``initial_state`` (e.g. the cursor)."""
+        initial = resolve(cls.initial_state(spec.params), self.ctx, pointers.join(where, "params"))
+        saved = self.store.get_pipeline_state(self.policy.id, sid)
+        return self.ctx.with_step(sid, {**initial, **saved})
 
     def _attempt_row(self, sid: str, started_at: str, state: StepState, error: str | None) -> dict[str, Any]:
         return {

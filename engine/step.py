@@ -235,6 +235,17 @@ class Step:
         """
         return []
 
+    @classmethod
+    def initial_state(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Saved-state values before any run of the policy succeeded, by key.
+
+        In its own params a step can read its saved state as ``ctx.<its id>.<key>`` (e.g.
+        ``{"ref": "ctx.orders.cursor"}``): the value the last successful run committed with
+        ``ctx.state.stage``, else the one this returns. ``params`` are as written (values may be
+        expressions; they are resolved). The default is none.
+        """
+        return {}
+
     def run(self, params: Any, ctx: StepContext) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 

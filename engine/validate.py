@@ -59,6 +59,8 @@ class ValidPolicy:
     graph: nx.DiGraph = field(repr=False)
     # plugin sections (engine.policy_section): every declared one, validated, defaults filled in
     sections: dict[str, Any] = field(default_factory=dict)
+    # steps whose params read their own saved state (ctx.<own id>.<key>)
+    self_refs: frozenset[str] = frozenset()
 
     @property
     def id(self) -> str:
@@ -165,7 +167,13 @@ def validate_document(doc: dict[str, Any], path: Path | None = None, config: Eng
         failure_ids=[s.id for s in policy.on_failure],
         graph=graph,
         sections=checker.sections,
+        self_refs=frozenset(checker.self_refs),
     )
+
+
+def _keeps_state(step_type: type[Step] | None) -> bool:
+    """Whether the type declares saved state its own params may read (overrides initial_state)."""
+    return step_type is not None and step_type.initial_state.__func__ is not Step.initial_state.__func__  # type: ignore[attr-defined]
 
 
 def _step_type(name: str) -> type[Step]:
@@ -182,6 +190,7 @@ class _Checker:
         self.skip_conditions: dict[str, Condition | None] = {}
         self.raw_steps: list[Any] = []
         self.sections: dict[str, Any] = {}
+        self.self_refs: set[str] = set()
         self._config = config
 
     def config(self) -> EngineConfig:
@@ -349,7 +358,15 @@ class _Checker:
             condition_fields = step_type.condition_fields() if step_type else frozenset()
             plain = {k: v for k, v in params.items() if k not in condition_fields}
             params_ptr = pointers.join(ptr, "params")
-            self._check_values(plain, params_ptr, sid, phase, need)
+
+            def need_in_params(step_id: str, where: str, what: str) -> None:
+                # in its own params a step may read its saved state: ctx.<own id>.<key> (no dependency)
+                if step_id == sid and what in ("ref to", "template uses") and _keeps_state(step_type):
+                    self.self_refs.add(sid)
+                    return
+                need(step_id, where, what)
+
+            self._check_values(plain, params_ptr, sid, phase, need_in_params)
             for name in condition_fields & params.keys():
                 self._check_condition(params[name], pointers.join(params_ptr, name), phase, need)
             if step_type is not None:

@@ -142,6 +142,13 @@ class RunContext:
         self.data.pop(step_id, None)
         self.null_steps.add(step_id)
 
+    def with_step(self, step_id: str, value: Any) -> RunContext:
+        """A copy in which ``ctx.<step_id>`` is ``value`` (a step's own saved state, for its params)."""
+        view = RunContext(self.data["params"], self.data["run"])
+        view.data = {**self.data, step_id: value}
+        view.null_steps = self.null_steps - {step_id}
+        return view
+
     def has(self, path: Sequence[str]) -> bool:
         return self.lookup_or_missing(path) is not _MISSING
 

@@ -40,3 +40,12 @@ def resolve_path(path: str, policy_dir: Path | None) -> Path:
     if candidate.is_absolute() or policy_dir is None:
         return candidate
     return policy_dir / candidate
+
+
+def initial_cursor(params: dict[str, Any]) -> dict[str, Any]:
+    """``Step.initial_state`` of the incremental fetch steps: ``ctx.<step>.cursor`` before any
+    successful run is ``incremental.initial_value``."""
+    incremental = params.get("incremental")
+    if isinstance(incremental, dict) and "initial_value" in incremental:
+        return {"cursor": incremental["initial_value"]}
+    return {}

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,7 +29,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from engine import CheckContext, Problem, Step, StepContext, StepError, is_expression
 
 from . import cache, hosts, paths
-from .envelope import FetchEnvelope, sha256_hex, utc_now
+from .envelope import FetchEnvelope, initial_cursor, sha256_hex, utc_now
 
 Format = Literal["json", "csv", "text", "bytes"]
 _SNIPPET = 300
@@ -132,6 +132,10 @@ class FetchHttp(Step, type="fetch.http"):
             return [Problem("/url", hosts.not_allowed_message(parts.hostname, patterns), hosts.ALLOW_HINT)]
         return []
 
+    @classmethod
+    def initial_state(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return initial_cursor(params)
+
     async def run(self, params: Params, ctx: StepContext) -> FetchHttpOutput:
         fetch = _Fetch(params, ctx)
         return await fetch.all_pages()
@@ -209,9 +213,10 @@ class _Fetch:
                 query[params.incremental.query_param] = _query_text(cursor)
             elif "{cursor}" in url:
                 url = url.replace("{cursor}", quote(_query_text(cursor), safe=""))
-            else:
+            elif not _sends(url, query, _query_text(cursor)):
                 raise StepError(
-                    "incremental needs a place for the cursor: set incremental.query_param, or put {cursor} in the url",
+                    "incremental needs a place for the cursor: set incremental.query_param, put {cursor} "
+                    f'in the url, or set a query value to {{"ref": "ctx.{self.ctx.step_id}.cursor"}}',
                     retryable=False,
                 )
         return url, query, cursor
@@ -528,6 +533,11 @@ def _snippet(raw: bytes) -> str:
 def _shown(url: str) -> str:
     """The URL without its query string (which may hold a key) for messages."""
     return url.split("?")[0]
+
+
+def _sends(url: str, query: dict[str, str], text: str) -> bool:
+    """Whether the request already carries ``text`` as a query value (a ref put it there)."""
+    return text in query.values() or text in (v for _, v in parse_qsl(urlsplit(url).query))
 
 
 def _query_text(value: Any) -> str:

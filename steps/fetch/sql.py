@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine import Step, StepContext, StepError
 
-from .envelope import FetchEnvelope, resolve_path, sha256_hex, utc_now
+from .envelope import FetchEnvelope, initial_cursor, resolve_path, sha256_hex, utc_now
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
 _DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
@@ -52,7 +52,8 @@ class FetchSql(Step, type="fetch.sql"):
     Values go in as named bind parameters (``:name`` in the query, ``params`` in the step),
     never by string interpolation. Anything but reading is refused (writes, ATTACH, PRAGMA,
     ``load_extension``). ``max_rows`` and ``timeout_s`` bound the query. With ``incremental``,
-    the query reads the cursor of the last successful run as ``:cursor``.
+    the query reads the cursor of the last successful run as ``:cursor`` (or through a param
+    set to ``{"ref": "ctx.<this step>.cursor"}``).
     """
 
     class Params(BaseModel):
@@ -68,21 +69,29 @@ class FetchSql(Step, type="fetch.sql"):
 
     Output = FetchSqlOutput
 
+    @classmethod
+    def initial_state(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return initial_cursor(params)
+
     def run(self, params: Params, ctx: StepContext) -> FetchSqlOutput:
         import pandas as pd
 
         binds = dict(params.params)
         cursor = None
         if params.incremental is not None:
-            if ":cursor" not in params.query:
+            cursor = ctx.state.get("cursor", params.incremental.initial_value)
+            if ":cursor" in params.query:
+                if "cursor" in binds and binds["cursor"] != cursor:
+                    raise StepError(
+                        "params.cursor is set by incremental loading; rename your parameter", retryable=False
+                    )
+                binds["cursor"] = cursor
+            elif not any(value == cursor for value in binds.values()):
                 raise StepError(
-                    "an incremental query must read its cursor as :cursor, e.g. 'where updated_at > :cursor'",
+                    "an incremental query must read its cursor: as :cursor (e.g. 'where updated_at > :cursor'), "
+                    f'or through a param set to {{"ref": "ctx.{ctx.step_id}.cursor"}}',
                     retryable=False,
                 )
-            if "cursor" in binds:
-                raise StepError("params.cursor is set by incremental loading; rename your parameter", retryable=False)
-            cursor = ctx.state.get("cursor", params.incremental.initial_value)
-            binds["cursor"] = cursor
         path = resolve_path(params.database, ctx.policy_dir)
         if not path.is_file():
             raise StepError(f"database not found: {path} (params.database {params.database!r})", retryable=False)

@@ -1103,3 +1103,8 @@ def test_run_params_reports_every_bad_param_with_the_file(write_policy):
 def test_unknown_param_of_a_plugin_step_is_an_error():
     doc = policy({"id": "nap", "type": "test.sleep", "params": {"secnds": 5}})
     assert problems_of(doc) == [("/steps/0/params/secnds", "unknown field 'secnds'", "did you mean 'seconds'?")]
+
+
+def test_a_self_reference_is_a_cycle_unless_the_type_keeps_state():
+    with pytest.raises(PolicyError, match=r"dependency cycle: a -> a"):
+        validate_document(policy(value_step("a", {"ref": "ctx.a.x"})))

@@ -404,8 +404,41 @@ def test_incremental_needs_a_place_for_the_cursor(run, server):
         f"{server.url}/records", records_path="records", incremental={"cursor_field": "id", "initial_value": 0}
     )
     assert error_of(run(doc(step))) == (
-        "incremental needs a place for the cursor: set incremental.query_param, or put {cursor} in the url"
+        "incremental needs a place for the cursor: set incremental.query_param, put {cursor} in the url, "
+        'or set a query value to {"ref": "ctx.f.cursor"}'
     )
+
+
+def self_ref_incremental(server, upto, gate_ok=True):
+    """The cursor read as ctx.<step>.cursor in the step's own query (the issue's wording)."""
+    step = fetch(
+        f"{server.url}/records",
+        query={"upto": upto, "since": {"ref": "ctx.f.cursor"}},
+        records_path="records",
+        incremental={"cursor_field": "id", "initial_value": 2},
+    )
+    gate = {"id": "gate", "type": "core.value" if gate_ok else "test.fail", "params": {}, "depends_on": ["f"]}
+    return doc(step, gate)
+
+
+def test_a_step_reads_its_own_cursor_as_ctx_step_cursor(run, store, state_dir, server):
+    first = output(store, run(self_ref_incremental(server, 5)).run_id)
+    assert [r["id"] for r in first["data"]] == [3, 4, 5]  # since the initial_value, 2
+    assert run(self_ref_incremental(server, 9, gate_ok=False)).status == "FAILED"
+    assert committed_cursor(state_dir) == [5]  # the failed run did not move it
+    again = output(store, run(self_ref_incremental(server, 9)).run_id)
+    assert [r["id"] for r in again["data"]] == [6, 7, 8, 9]
+    assert [s.query["since"] for s in server.requests("/records")] == ["2", "5", "5"]
+
+
+def test_own_cursor_in_a_url_template(run, store, server):
+    step = fetch(
+        {"template": server.url + "/records?since={{ f.cursor }}"},
+        records_path="records",
+        incremental={"cursor_field": "id", "initial_value": 10},
+    )
+    out = output(store, run(doc(step)).run_id)
+    assert [r["id"] for r in out["data"]] == [11, 12]
 
 
 def test_a_dry_run_fetches_for_real(run, store, server):

@@ -198,7 +198,8 @@ def test_incremental_query_must_read_the_cursor(run, shop):
     step = sql("select id from orders", incremental={"cursor_field": "id", "initial_value": 0})
     result = run(policy(step))
     assert result.steps[0].error == (
-        "an incremental query must read its cursor as :cursor, e.g. 'where updated_at > :cursor'"
+        "an incremental query must read its cursor: as :cursor (e.g. 'where updated_at > :cursor'), "
+        'or through a param set to {"ref": "ctx.q.cursor"}'
     )
 
 
@@ -206,3 +207,25 @@ def test_cursor_field_must_be_a_column(run, shop):
     step = sql("select amount from orders where id > :cursor", incremental={"cursor_field": "id", "initial_value": 0})
     result = run(policy(step))
     assert result.steps[0].error == "incremental.cursor_field 'id' is not a column of the result (it has: amount)"
+
+
+def test_the_cursor_can_be_bound_as_ctx_step_cursor(run, store, state_dir, shop):
+    """The issue's wording: the high-water mark is ctx.<step>.cursor, for use in the query."""
+    step = sql(
+        "select id from orders where id > :since order by id",
+        params={"since": {"ref": "ctx.q.cursor"}},
+        incremental={"cursor_field": "id", "initial_value": 15},
+    )
+    first = run(policy(step))
+    assert frame(store, first.run_id)["id"].tolist() == [16, 17, 18, 19, 20]
+    assert committed_cursor(state_dir) == [20]
+    add_orders(shop, [21, 22])
+    assert frame(store, run(policy(step)).run_id)["id"].tolist() == [21, 22]
+
+
+def test_a_step_may_not_depend_on_itself():
+    from engine import PolicyError
+    from engine.validate import validate_document
+
+    with pytest.raises(PolicyError, match=r"dependency cycle: q -> q"):
+        validate_document(policy({**sql("select 1"), "depends_on": ["q"]}))
