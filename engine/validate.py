@@ -9,6 +9,7 @@ steps or to fields a step's Output does not have, and cycles.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import types
 import typing
@@ -169,6 +170,18 @@ def validate_document(doc: dict[str, Any], path: Path | None = None, config: Eng
         sections=checker.sections,
         self_refs=frozenset(checker.self_refs),
     )
+
+
+def allowed_step_types(config: EngineConfig) -> list[str] | None:
+    """``[engine] allowed_step_types`` (patterns such as ``fetch.*``), or None: every installed type."""
+    value = config.section("engine").get("allowed_step_types")
+    if value is None:
+        return None
+    if isinstance(value, str):  # ENGINE_ENGINE_ALLOWED_STEP_TYPES=fetch.*,report.*
+        value = value.split(",")
+    if not isinstance(value, list):
+        raise ConfigError(f"{config.where('engine')}: allowed_step_types must be a list of step type patterns")
+    return [str(v).strip() for v in value if str(v).strip()]
 
 
 def _keeps_state(step_type: type[Step] | None) -> bool:
@@ -352,6 +365,8 @@ class _Checker:
                 f"unknown step type {type_name!r}",
                 hint or "run 'engine steps' to list them",
             )
+        elif step_type is not None:
+            self._check_type_allowed(step_type, pointers.join(ptr, "type"))
 
         params = raw.get("params", {})
         if isinstance(params, dict):
@@ -392,6 +407,18 @@ class _Checker:
                 if any(loc_ptr == e or loc_ptr.startswith(e + "/") for e in expression_ptrs):
                     continue
                 self.problems.append(_problem_from_pydantic(error, step_type.Params, ptr))
+
+    def _check_type_allowed(self, step_type: type[Step], where: str) -> None:
+        """The engine configuration may allow-list step types: ``[engine] allowed_step_types``."""
+        if not hasattr(self, "_allowed_types"):
+            self._allowed_types = allowed_step_types(self.config())
+        allowed = self._allowed_types
+        if allowed is not None and not any(fnmatch.fnmatchcase(step_type.type, p) for p in allowed):
+            self.add(
+                where,
+                f"step type {step_type.type!r} is not allowed here (allowed: {', '.join(allowed) or 'none'})",
+                "the engine configuration's [engine] allowed_step_types lists the types policies may use",
+            )
 
     def _run_check(self, step_type: type[Step], sid: str, params: dict[str, Any], ptr: str) -> None:
         """The step type's own validation-time checks (Step.check), e.g. host allow-lists."""

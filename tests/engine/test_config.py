@@ -47,3 +47,33 @@ def test_a_top_level_value_must_be_a_section(tmp_path):
     path.write_text('allowed_hosts = ["x"]\n')
     with pytest.raises(ConfigError, match=r"top-level key 'allowed_hosts' must be a \[section\]"):
         EngineConfig.load(path, environ={})
+
+
+# -- [engine] allowed_step_types -----------------------------------------------------------------
+
+
+def test_step_types_can_be_allow_listed():
+    from engine import PolicyError
+    from engine.validate import validate_document
+    from tests.conftest import policy
+
+    config = EngineConfig({"engine": {"allowed_step_types": ["core.value", "fetch.*"]}}, environ={})
+    validate_document(policy({"id": "a", "type": "core.value", "params": {"value": 1}}), config=config)
+    doc = policy({"id": "a", "type": "core.value"}, {"id": "b", "type": "shell", "params": {"argv": ["ls"]}})
+    with pytest.raises(PolicyError) as info:
+        validate_document(doc, config=config)
+    assert [str(p) for p in info.value.problems] == [
+        "/steps/1/type: step type 'core.shell' is not allowed here (allowed: core.value, fetch.*) "
+        "(the engine configuration's [engine] allowed_step_types lists the types policies may use)"
+    ]
+
+
+def test_without_an_allow_list_every_installed_type_is_allowed():
+    from engine.validate import validate_document
+    from tests.conftest import policy
+
+    env = EngineConfig({}, environ={"ENGINE_ENGINE_ALLOWED_STEP_TYPES": "core.*"})
+    validate_document(policy({"id": "b", "type": "core.shell", "params": {"argv": ["ls"]}}), config=env)
+    validate_document(
+        policy({"id": "b", "type": "core.shell", "params": {"argv": ["ls"]}}), config=EngineConfig({}, environ={})
+    )
