@@ -632,6 +632,8 @@ def _problem_from_pydantic(error: Mapping[str, Any], model: Any, base: str) -> P
     # drop pydantic's union-member tags such as 'function-after[...]' from the pointer
     clean = tuple(t for t in loc if not (isinstance(t, str) and ("[" in t or t in ("str", "int", "float", "bool"))))
     message = _FRIENDLY.get(kind) or error["msg"].replace("Input should be", "must be")
+    if kind == "value_error":  # a model's own validator: its message says what is wrong, and shows the value
+        return Problem(pointers.from_loc(clean, base), message.removeprefix("Value error, "))
     if kind == "too_short":
         least = error.get("ctx", {}).get("min_length", 1)
         message = "must not be empty" if least == 1 else f"must have at least {least} items"

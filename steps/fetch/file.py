@@ -50,6 +50,10 @@ class FetchFile(Step, type="fetch.file"):
         delimiter: str = Field(",", description="CSV field delimiter.")
         encoding: str = Field("utf-8", description="Text encoding of CSV/JSON files.")
         columns: list[str] | None = Field(None, description="Keep only these columns, in this order.")
+        text_columns: list[str] = Field(
+            default_factory=list,
+            description="CSV columns read as text, exactly as written (money: cast them to decimal after).",
+        )
 
     Output = FetchEnvelope
 
@@ -92,7 +96,12 @@ class FetchFile(Step, type="fetch.file"):
         import pandas as pd
 
         if fmt == "csv":
-            frame = pd.read_csv(io.BytesIO(raw), sep=params.delimiter, encoding=params.encoding)
+            frame = pd.read_csv(
+                io.BytesIO(raw),
+                sep=params.delimiter,
+                encoding=params.encoding,
+                dtype={name: "string" for name in params.text_columns} or None,
+            )
         elif fmt == "parquet":
             frame = pd.read_parquet(io.BytesIO(raw))
         else:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from aiolimiter import AsyncLimiter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from engine import EngineConfig, policy_section
 
@@ -34,9 +34,22 @@ class RateLimit(BaseModel):
 
 DEFAULT_LIMIT = RateLimit()
 
+
+def _host_name(value: str) -> str:
+    text = value.strip().lower()
+    if not text or any(c in text for c in ":/@ ") or ("*" in text and not text.startswith("*.")):
+        raise ValueError(
+            f"{value!r} is not a host name: write it without scheme, port or path, e.g. 'api.example.com' "
+            "or '*.example.com'"
+        )
+    return text
+
+
+HostName = Annotated[str, AfterValidator(_host_name)]
+
 policy_section(
     "allowed_hosts",
-    list[str],
+    list[HostName],
     "Hosts fetch.http may reach (besides engine config [fetch] allowed_hosts); '*.example.com' allows subdomains.",
     default=[],
 )

@@ -114,6 +114,10 @@ class FetchHttp(Step, type="fetch.http"):
         incremental: Incremental | None = Field(None, description="Fetch only records past the last cursor.")
         retries: Retries = Field(default_factory=Retries, description="Retries of connection errors, 429 and 5xx.")
         max_bytes: int = Field(50_000_000, ge=1, description="A larger response body fails the step.")
+        text_columns: list[str] = Field(
+            default_factory=list,
+            description="CSV columns read as text, exactly as written (money: cast them to decimal after).",
+        )
 
     Output = FetchHttpOutput
 
@@ -383,7 +387,8 @@ class _Fetch:
             import pandas as pd
 
             try:
-                frames = [pd.read_csv(io.BytesIO(p.body)) for p in pages]
+                dtype = {name: "string" for name in params.text_columns} or None
+                frames = [pd.read_csv(io.BytesIO(p.body), dtype=dtype) for p in pages]
             except Exception as exc:
                 raise StepError(
                     f"cannot parse the response as CSV: {type(exc).__name__}: {exc}", retryable=False

@@ -41,8 +41,10 @@ class ExpressionError(ValueError):
     """The expression is not allowed or names a column the frame lacks."""
 
 
-def compile_expression(text: str, columns: list[str]) -> ast.Expression:
-    """Parse and check ``text``; raise ExpressionError naming what is not allowed."""
+def compile_expression(text: str, columns: list[str] | None) -> ast.Expression:
+    """Parse and check ``text``; raise ExpressionError naming what is not allowed.
+
+    With ``columns=None`` (validation, before the data exists) names are not checked."""
     aliases: dict[str, str] = {}
 
     def quote(match: re.Match[str]) -> str:
@@ -61,7 +63,7 @@ def compile_expression(text: str, columns: list[str]) -> ast.Expression:
     return tree
 
 
-def _check(node: ast.AST, columns: list[str], aliases: dict[str, str]) -> None:
+def _check(node: ast.AST, columns: list[str] | None, aliases: dict[str, str]) -> None:
     allowed = (
         ast.Expression,
         ast.BinOp,
@@ -89,7 +91,7 @@ def _check(node: ast.AST, columns: list[str], aliases: dict[str, str]) -> None:
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS or node.keywords:
             raise ExpressionError(f"only {', '.join(_FUNCTIONS)} may be called, not {ast.unparse(node.func)!r}")
-    elif isinstance(node, ast.Name):
+    elif isinstance(node, ast.Name) and columns is not None:
         name = aliases.get(node.id, node.id)
         if name not in columns and node.id not in _FUNCTIONS and node.id not in ("True", "False", "None"):
             raise ExpressionError(f"unknown column {name!r} (columns: {', '.join(columns)})")

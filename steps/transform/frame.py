@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import Step, StepContext, StepError
+from engine import CheckContext, Problem, Step, StepContext, StepError, is_expression
 
 from .expressions import ExpressionError, compile_expression, evaluate
-from .rows import RowConditionError, row_mask
+from .rows import RowConditionError, row_mask, shape_problems
 
 
 class _Op(BaseModel):
@@ -128,6 +128,28 @@ class TransformFrame(Step, type="transform.frame"):
         data: Any = Field(description="The resulting DataFrame.")
         row_count: int
         columns: list[str]
+
+    @classmethod
+    def check(cls, params: dict[str, Any], where: CheckContext) -> list[Problem]:
+        """Filter conditions and derive expressions are checked at validation time (their
+        columns only when the data is there)."""
+        ops = params.get("ops")
+        if not isinstance(ops, list):
+            return []
+        problems = []
+        for i, op in enumerate(ops):
+            if not isinstance(op, dict):
+                continue
+            if op.get("op") == "filter" and "condition" in op:
+                for pointer, message, hint in shape_problems(op["condition"], f"/ops/{i}/condition"):
+                    problems.append(Problem(pointer, message, hint))
+            expression = op.get("expression")
+            if op.get("op") == "derive" and isinstance(expression, str) and not is_expression(expression):
+                try:
+                    compile_expression(expression, None)
+                except ExpressionError as exc:
+                    problems.append(Problem(f"/ops/{i}/expression", str(exc)))
+        return problems
 
     def run(self, params: Params, ctx: StepContext) -> Output:
         frame = as_frame(params.input, "input")

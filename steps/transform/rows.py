@@ -18,6 +18,64 @@ class RowConditionError(ValueError):
     """The row condition is malformed or names a missing column."""
 
 
+_NEEDS_NO_VALUE = ("exists", "is_empty", "not_empty")
+
+
+def shape_problems(condition: Any, pointer: str = "") -> list[tuple[str, str, str | None]]:
+    """(pointer, message, hint) for each problem of a row condition's shape, checked without data
+    (so ``engine validate`` reports them). Columns are checked when the step runs."""
+    import difflib
+
+    def near(word: str, choices: tuple[str, ...]) -> str | None:
+        match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+        return f"did you mean {match[0]!r}?" if match else None
+
+    if isinstance(condition, bool) or _is_expression(condition):
+        return []
+    if not isinstance(condition, dict):
+        return [(pointer, "a condition is an object or true/false", None)]
+    for key in ("all", "any"):
+        if key in condition:
+            items = condition[key]
+            if not isinstance(items, list) or not items:
+                return [(f"{pointer}/{key}", "must be a non-empty list of conditions", None)]
+            return [p for i, item in enumerate(items) for p in shape_problems(item, f"{pointer}/{key}/{i}")]
+    if "not" in condition:
+        return shape_problems(condition["not"], f"{pointer}/not")
+    problems: list[tuple[str, str, str | None]] = []
+    for key in sorted(set(condition) - {"field", "op", "value"}):
+        hint = near(key, ("field", "op", "value", "all", "any", "not"))
+        problems.append(
+            (
+                f"{pointer}/{key}",
+                f"unknown key {key!r} in a row comparison",
+                hint or 'a row comparison is {"field": COLUMN, "op": OP, "value": ...}',
+            )
+        )
+    if "field" not in condition:
+        hint = "row filters name a column with 'field', not a 'ref'" if "ref" in condition else None
+        problems.append((pointer, "a row comparison needs 'field' (the column)", hint))
+    op = condition.get("op")
+    if op not in _OPS:
+        hint = near(op, _OPS) if isinstance(op, str) else None
+        problems.append((f"{pointer}/op", f"unknown op {op!r}", hint or f"ops: {' '.join(_OPS)}"))
+    elif op not in _NEEDS_NO_VALUE and "value" not in condition:
+        problems.append((pointer, f"op {op!r} needs a 'value'", None))
+    elif (
+        op in ("in", "not_in")
+        and not isinstance(condition.get("value"), list)
+        and not _is_expression(condition.get("value"))
+    ):
+        problems.append((f"{pointer}/value", f"op {op!r} needs a list value", None))
+    return problems
+
+
+def _is_expression(value: Any) -> bool:
+    from engine import is_expression
+
+    return is_expression(value)
+
+
 def row_mask(frame: Any, condition: Any, where: str = "condition") -> Any:
     """A boolean Series: which rows of ``frame`` the condition keeps."""
     import pandas as pd

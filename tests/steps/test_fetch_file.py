@@ -101,3 +101,36 @@ def test_downstream_refs_into_the_envelope_are_checked(run, files):
     doc = policy(fetch("rows.csv"), {"id": "v", "type": "core.value", "params": {"value": {"ref": "ctx.f.dta"}}})
     with pytest.raises(PolicyError, match="has no output field 'dta'"):
         run(doc)
+
+
+def test_text_columns_keep_money_exact_through_a_decimal_sum(run, store, tmp_path):
+    """CSV numbers become floats; read as text, then cast to decimal, money stays exact (scale too)."""
+    import json as _json
+    from decimal import Decimal
+
+    from engine.artifacts import ArtifactStore
+    from engine.outputs import decode
+    from tests.conftest import policy
+
+    (tmp_path / "money.csv").write_text("region,amount\nemea,12345678901234567.89\nemea,0.10\napac,1.10\n")
+    doc = policy(
+        {"id": "raw", "type": "fetch.file", "params": {"path": "money.csv", "text_columns": ["amount"]}},
+        {
+            "id": "sums",
+            "type": "transform.frame",
+            "params": {
+                "input": {"ref": "ctx.raw.data"},
+                "ops": [
+                    {"op": "cast", "columns": {"amount": "decimal"}},
+                    {"op": "group_by", "keys": ["region"], "aggregate": {"total": {"column": "amount", "fn": "sum"}}},
+                    {"op": "sort", "by": ["region"]},
+                ],
+            },
+        },
+    )
+    result = run(doc)
+    assert result.status == "SUCCESS", [s.error for s in result.steps]
+    (row,) = [r for r in store.get_steps(result.run_id) if r["step_id"] == "sums"]
+    frame = decode(_json.loads(row["output_json"]), ArtifactStore(store.state_dir / "artifacts"))["data"]
+    assert frame["total"].tolist() == [Decimal("1.10"), Decimal("12345678901234567.99")]
+    assert [str(v) for v in frame["total"]] == ["1.10", "12345678901234567.99"]

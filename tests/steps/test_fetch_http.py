@@ -346,7 +346,7 @@ def test_max_pages_bounds_pagination_with_a_warning(run, store, server):
 
 def test_paginate_needs_one_mode():
     assert problems(doc(fetch("http://127.0.0.1/x", paginate={"max_pages": 2}))) == [
-        "/steps/0/params/paginate: Value error, set exactly one of next_link or cursor"
+        "/steps/0/params/paginate: set exactly one of next_link or cursor"
     ]
 
 

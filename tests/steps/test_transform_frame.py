@@ -143,11 +143,6 @@ def test_join_and_pivot(run, store):
             "op 0 (derive): unknown column 'nope' (columns: id, region, amount, qty, note) at /steps/1/params/ops/0",
         ),
         (
-            {"op": "derive", "column": "x", "expression": "__import__('os').system('true')"},
-            "op 0 (derive): only round, abs, min, max may be called, not \"__import__('os').system\" "
-            "at /steps/1/params/ops/0",
-        ),
-        (
             {"op": "filter", "condition": {"field": "zz", "op": "eq", "value": 1}},
             "op 0 (filter): condition: column 'zz' not found (columns: id, region, amount, qty, note) "
             "at /steps/1/params/ops/0",
@@ -157,12 +152,41 @@ def test_join_and_pivot(run, store):
             "op 0 (cast): cannot cast 'emea' to decimal at /steps/1/params/ops/0",
         ),
     ],
-    ids=["select-missing", "derive-missing", "derive-unsafe", "filter-missing", "cast-bad"],
+    ids=["select-missing", "derive-missing", "filter-missing", "cast-bad"],
 )
 def test_errors_name_the_op_and_the_columns(run, op, error):
     result = run(transform(op))
     assert result.status == "FAILED"
     assert result.steps[1].error == error
+
+
+@pytest.mark.parametrize(
+    ("op", "problem"),
+    [
+        (
+            {"op": "derive", "column": "x", "expression": "__import__('os').system('true')"},
+            "/steps/1/params/ops/0/expression: only round, abs, min, max may be called, "
+            "not \"__import__('os').system\"",
+        ),
+        (
+            {"op": "filter", "condition": {"field": "qty", "op": "gt", "vlaue": 0}},
+            "/steps/1/params/ops/0/condition/vlaue: unknown key 'vlaue' in a row comparison (did you mean 'value'?)",
+        ),
+        (
+            {"op": "filter", "condition": {"any": [{"field": "qty", "op": "bigger", "value": 1}]}},
+            "/steps/1/params/ops/0/condition/any/0/op: unknown op 'bigger' "
+            "(ops: eq ne lt le gt ge in not_in contains exists is_empty not_empty)",
+        ),
+    ],
+    ids=["derive-unsafe", "filter-misspelt-key", "filter-unknown-op"],
+)
+def test_expressions_and_filters_are_checked_by_validate(op, problem):
+    from engine import EngineConfig, PolicyError
+    from engine.validate import validate_document
+
+    with pytest.raises(PolicyError) as info:
+        validate_document(transform(op), config=EngineConfig({}, environ={}))
+    assert problem in [str(p) for p in info.value.problems]
 
 
 def test_unknown_op_is_a_validation_error(run):
