@@ -28,6 +28,9 @@ from .errors import StepTimeout as StepTimeout
 from .errors import TemplateError as TemplateError
 from .errors import UsageError as UsageError
 from .redact import register as register_secret
+from .schedule import is_due as is_due
+from .schedule import missed_slots as missed_slots
+from .schedule import next_fire as next_fire
 from .sections import policy_section as policy_section
 from .states import RunState as RunState
 from .states import StepState as StepState
@@ -68,7 +71,10 @@ __all__ = [
     "__version__",
     "check_condition",
     "evaluate_condition",
+    "is_due",
     "is_expression",
+    "missed_slots",
+    "next_fire",
     "policy_section",
     "register_secret",
 ]

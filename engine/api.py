@@ -115,7 +115,7 @@ async def run_policy(
     params: Mapping[str, Any] = {},
     param_strings: Mapping[str, str] = {},
     dry_run: bool = False,
-    trigger: str = "manual",
+    trigger: str = "api",
     observer: Observer | None = None,
     on_runner: Callable[[Runner], None] | None = None,
     run_id: str | None = None,
@@ -208,7 +208,7 @@ async def resume_run(
         run_id,
         attempt,
         resets,
-        {"policy_json": dumps(valid.document), "policy_hash": valid.hash},
+        {"policy_json": dumps(valid.document), "policy_hash": valid.hash, "trigger": "resume"},
         inserts=new_rows,
         deletes=removed,
         positions={sid: i for sid, i in valid.position_of.items()},
@@ -225,7 +225,7 @@ async def resume_run(
         observer=observer,
         kept=kept,
         run_info=_run_info(
-            run_id, valid.id, row["started_at"], bool(row["dry_run"]), attempt, row["trigger"], row["scheduled_for"]
+            run_id, valid.id, row["started_at"], bool(row["dry_run"]), attempt, "resume", row["scheduled_for"]
         ),
         config=config,
     )

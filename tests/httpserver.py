@@ -10,6 +10,7 @@ Routes (each request is recorded with its arrival time and headers):
 - ``/limited/NAME?fail=K&after=SEC``: 429 with ``Retry-After: SEC`` K times, then JSON
 - ``/slow?s=SEC``: answers after SEC seconds
 - ``/pages?page=P&total=T``: a page of records with a ``Link: <...>; rel="next"`` header
+- ``/arraypages?page=P&total=T``: the same, with each body a bare JSON array
 - ``/jsonpages?page=P&total=T``: records with ``{"next": URL}`` in the body
 - ``/cursor?cursor=C``: records with ``{"meta": {"next": C+1}}`` (none after the last)
 - ``/records?since=N``: the records whose ``id`` is above N (incremental loading)
@@ -173,6 +174,11 @@ def _handler(server: HttpServer) -> type[BaseHTTPRequestHandler]:
                 link = f"/pages?page={page + 1}&total={total}&size={query.get('size', '2')}"
                 headers["Link"] = f'<{link}>; rel="next", </pages?page=1>; rel="first"'
             self.json({"items": items, "page": page}, headers=headers)
+
+        def route_arraypages(self, rest: list[str], query: dict[str, str], body: bytes) -> None:
+            page, total, items = self._page(query)
+            headers = {"Link": f'</arraypages?page={page + 1}&total={total}>; rel="next"'} if page < total else {}
+            self.json(items, headers=headers)
 
         def route_jsonpages(self, rest: list[str], query: dict[str, str], body: bytes) -> None:
             page, total, items = self._page(query)

@@ -227,7 +227,13 @@ def run(
 
     async def go(observer: Any, on_runner: Any) -> RunResult:
         return await run_policy(
-            valid, store=store, param_strings=strings, dry_run=dry_run, observer=observer, on_runner=on_runner
+            valid,
+            store=store,
+            param_strings=strings,
+            dry_run=dry_run,
+            observer=observer,
+            on_runner=on_runner,
+            trigger="manual",
         )
 
     result = _execute(store, valid, go, as_json, "run")

@@ -411,6 +411,8 @@ class _Fetch:
                     )
                 records.extend(found)
             data: Any = records
+        elif len(documents) > 1 and all(isinstance(d, list) for d in documents):
+            data = [item for document in documents for item in document]  # pages of a JSON array
         else:
             data = documents[0] if len(documents) == 1 else documents
         if params.as_ == "frame":

@@ -35,7 +35,10 @@ EXPECTED = [
     "__version__",
     "check_condition",
     "evaluate_condition",
+    "is_due",
     "is_expression",
+    "missed_slots",
+    "next_fire",
     "policy_section",
     "register_secret",
 ]

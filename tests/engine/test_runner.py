@@ -682,7 +682,7 @@ def test_run_and_step_rows_hold_what_the_issue_lists(run, state_dir):
         "rows",
         "SUCCESS",
         0,
-        "manual",
+        "api",
         1,
         None,
         os.getpid(),
@@ -727,7 +727,7 @@ def test_step_context(run, store):
         "ctx-pol",
         1,
         False,
-        "manual",
+        "api",
     )
     assert out["run"]["started_at"] == result.started_at
 

@@ -314,6 +314,11 @@ def test_pages_by_link_header(run, store, server):
     assert out["pages"] == 3
 
 
+def test_pages_that_are_json_arrays_are_joined(run, store, server):
+    out = output(store, run(doc(fetch(f"{server.url}/arraypages?total=3", paginate={"next_link": "header"}))).run_id)
+    assert [r["id"] for r in out["data"]] == [1, 2, 3, 4, 5, 6]
+
+
 def test_pages_by_json_next_link(run, store, server):
     step = fetch(f"{server.url}/jsonpages?total=2", paginate={"next_link": "$.links.next"}, records_path="items")
     out = output(store, run(doc(step)).run_id)
