@@ -145,7 +145,9 @@ class Schedule(_Model):
 class Retention(_Model):
     """How much run history to keep; ``engine prune`` and ``engine serve`` apply it."""
 
-    days: float | None = Field(None, gt=0, description="Delete finished runs older than this many days.")
+    days: float | None = Field(
+        None, ge=0, description="Delete finished runs older than this many days (0: all but the latest N)."
+    )
     keep_latest_n_runs: int | None = Field(None, ge=0, description="Always keep this many latest runs.")
 
 

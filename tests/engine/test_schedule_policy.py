@@ -140,7 +140,9 @@ def test_a_full_schedule_and_retention_validate():
 @pytest.mark.parametrize(
     ("retention", "expected"),
     [
-        pytest.param({"days": 0}, [("/retention/days", "must be greater than 0 (got 0)")], id="days-positive"),
+        pytest.param(
+            {"days": -1}, [("/retention/days", "must be greater than or equal to 0 (got -1)")], id="days-not-negative"
+        ),
         pytest.param(
             {"keep_latest_n_runs": -1},
             [("/retention/keep_latest_n_runs", "must be greater than or equal to 0 (got -1)")],
