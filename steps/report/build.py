@@ -260,7 +260,7 @@ class _Builder:
     def _number(self, at: str, card: MetricCard, value: Any, field: str) -> Any:
         if value is None:
             return None
-        if isinstance(value, dict) and {"data", "column", "agg"} <= set(value):
+        if isinstance(value, dict) and {"data", "column"} <= set(value) and {"agg", "aggregate", "fn"} & set(value):
             value = AggregateValue.model_validate(value)
         if isinstance(value, AggregateValue):
             frame = snap.as_frame(value.data, f"section {_index(at)} (metric_card) {field}")

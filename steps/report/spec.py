@@ -76,7 +76,10 @@ class Threshold(_Model):
 class AggregateValue(_Model):
     data: Any = Field(exclude=True, description="A ref to a DataFrame or records.")
     column: str = Field(description="The column aggregated.")
-    agg: Aggregate = Field(description="sum, mean, min, max, count or last.")
+    agg: Aggregate = Field(
+        validation_alias=AliasChoices("agg", "aggregate", "fn"),
+        description="sum, mean, min, max, count or last ('aggregate' and 'fn' are accepted too).",
+    )
 
 
 class _Section(_Model):

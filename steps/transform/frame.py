@@ -6,7 +6,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from engine import CheckContext, Problem, Step, StepContext, StepError, is_expression
 
@@ -81,13 +81,29 @@ Aggregate = Literal["sum", "mean", "min", "max", "count", "nunique", "first", "l
 class AggregateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     column: str
-    fn: Aggregate
+    fn: Aggregate = Field(validation_alias=AliasChoices("fn", "agg", "aggregate"))
 
 
 class GroupBy(_Op):
     op: Literal["group_by"]
     keys: list[str] = Field(min_length=1)
-    aggregate: dict[str, AggregateSpec] = Field(min_length=1, description="Output column -> {column, fn}.")
+    aggregate: dict[str, AggregateSpec] = Field(
+        min_length=1,
+        description='Output column -> {column, fn}; "amount": "sum" is short for {"column": "amount", "fn": "sum"}.',
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("aggregate"), dict):
+            value = {
+                **value,
+                "aggregate": {
+                    out: {"column": out, "fn": spec} if isinstance(spec, str) else spec
+                    for out, spec in value["aggregate"].items()
+                },
+            }
+        return value
 
 
 class Join(_Op):

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from engine import Step, StepContext, StepError
 
@@ -50,7 +50,11 @@ class TransformStore(Step, type="transform.store"):
         input: Any = Field(description="A ref to a DataFrame or a list of records.")
         database: str = Field(description="SQLite file (created if missing); relative to the policy's folder.")
         table: str = Field(pattern=_IDENT.pattern, description="Table name: letters, digits and _.")
-        disposition: Literal["append", "replace", "merge"] = "append"
+        disposition: Literal["append", "replace", "merge"] = Field(
+            "append",
+            validation_alias=AliasChoices("disposition", "write_disposition"),
+            description="append, replace or merge ('write_disposition' is accepted too).",
+        )
         primary_key: list[str] | None = Field(None, description="merge: the key columns (ON CONFLICT target).")
         derive_key: DeriveKey | None = Field(None, description="Add a key column hashed from other columns.")
 

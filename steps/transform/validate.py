@@ -60,7 +60,18 @@ class ColumnRule(BaseModel):
     nullable: bool = Field(False, description="Whether null values are allowed.")
     unique: bool = Field(False, description="Whether values must be unique in the column.")
     required: bool = Field(True, description="Whether the column must exist.")
-    checks: list[CheckRule] = Field(default_factory=list)
+    checks: list[CheckRule] = Field(
+        default_factory=list,
+        description='Value checks: [{"ge": 0}, {"isin": ["a", "b"]}]; an object {"ge": 0, "le": 100} '
+        "is read as one check per key.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checks_object(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("checks"), dict):
+            value = {**value, "checks": [{name: arg} for name, arg in value["checks"].items()]}
+        return value
 
 
 class ValidateStats(BaseModel):
