@@ -20,7 +20,7 @@ from . import cron
 POLICY_ID_PATTERN = r"^[a-z][a-z0-9_-]*$"
 STEP_ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
 PARAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-RESERVED_STEP_IDS = frozenset({"params", "run"})
+RESERVED_STEP_IDS = frozenset({"params", "run", "ctx"})
 SCHEMA_VERSION = 1
 
 
@@ -154,7 +154,7 @@ class Retention(_Model):
 class StepSpec(_Model):
     """One step of the graph."""
 
-    id: str = Field(pattern=STEP_ID_PATTERN, description="Unique step id; 'params' and 'run' are reserved.")
+    id: str = Field(pattern=STEP_ID_PATTERN, description="Unique step id; 'params', 'run' and 'ctx' are reserved.")
     type: str = Field(description="A registered step type or alias, e.g. 'core.value'.")
     params: dict[str, Any] = Field(default_factory=dict, description="Validated against the step type's Params.")
     depends_on: list[str] = Field(default_factory=list, description="Step ids that must finish first.")

@@ -525,7 +525,7 @@ class _Checker:
                 need(name, where, "template uses")
             else:
                 choices = sorted({"params", "run", *(s for s in self.main_ids if not s.startswith("/"))})
-                hint = did_you_mean(name, choices) or "templates can use params, run and step ids (without 'ctx.')"
+                hint = did_you_mean(name, choices) or "templates can use params, run and step ids, also as ctx.NAME"
                 self.add(where, f"template uses unknown name {name!r}", hint)
 
     def _check_condition(self, raw: Any, ptr: str, phase: str, need: Any) -> Condition | None:

@@ -185,6 +185,7 @@ class RunContext:
         namespace = dict(self.data)
         for step_id in self.null_steps:
             namespace[step_id] = None
+        namespace["ctx"] = dict(namespace)  # {{ ctx.orders.cursor }} works like {{ orders.cursor }}
         return namespace
 
 
@@ -205,14 +206,40 @@ def template_reads(source: str) -> tuple[set[str], set[tuple[str, str]]]:
     """
     tree = _env.parse(source)
     fields: set[tuple[str, str]] = set()
+    names = set(meta.find_undeclared_variables(tree))
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        if not isinstance(node.node, nodes.Name):
+        root, key = _read(node)
+        if root is not None and key is not None:
+            if root == "ctx":  # {{ ctx.orders.cursor }} reads orders.cursor, as {"ref": ...} does
+                names.add(key)
+            else:
+                fields.add((root, key))
             continue
-        if isinstance(node, nodes.Getattr):
-            fields.add((node.node.name, node.attr))
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            fields.add((node.node.name, node.arg.value))
-    return set(meta.find_undeclared_variables(tree)), fields
+        inner_root, inner_key = _read(node.node)
+        outer_key = _read_key(node)
+        if inner_root == "ctx" and inner_key is not None and outer_key is not None:
+            fields.add((inner_key, outer_key))
+    names.discard("ctx")
+    return names, fields
+
+
+def _read_key(node: Any) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return str(node.attr)
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def _read(node: Any) -> tuple[str | None, str | None]:
+    """``name.key`` or ``name["key"]`` of a Getattr/Getitem node over a plain name."""
+    if not isinstance(node, nodes.Getattr | nodes.Getitem) or not isinstance(node.node, nodes.Name):
+        return None, None
+    if isinstance(node, nodes.Getattr):
+        return node.node.name, node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.node.name, node.arg.value
+    return node.node.name, None
 
 
 def render_template(source: str, ctx: RunContext, where: str = "") -> str:

@@ -706,7 +706,7 @@ def test_a_dict_with_an_expression_key_and_more_keys_is_a_literal():
     [
         pytest.param(
             "{{ foo }}",
-            [("template uses unknown name 'foo'", "templates can use params, run and step ids (without 'ctx.')")],
+            [("template uses unknown name 'foo'", "templates can use params, run and step ids, also as ctx.NAME")],
             id="unknown",
         ),
         pytest.param(
@@ -716,8 +716,8 @@ def test_a_dict_with_an_expression_key_and_more_keys_is_a_literal():
             "{{ fetc.rows }}", [("template uses unknown name 'fetc'", "did you mean 'fetch'?")], id="near-step"
         ),
         pytest.param(
-            "{{ ctx.params.x }}",
-            [("template uses unknown name 'ctx'", "templates can use params, run and step ids (without 'ctx.')")],
+            "{{ ctx.params.x }}",  # ctx.NAME reads NAME, and is checked like it
+            [("template reads params.x: unknown parameter 'x'", "declare it under the policy's 'params'")],
             id="ctx-prefix",
         ),
         pytest.param(
@@ -728,8 +728,8 @@ def test_a_dict_with_an_expression_key_and_more_keys_is_a_literal():
         pytest.param(
             "{{ zed }}{{ abc }}",
             [
-                ("template uses unknown name 'abc'", "templates can use params, run and step ids (without 'ctx.')"),
-                ("template uses unknown name 'zed'", "templates can use params, run and step ids (without 'ctx.')"),
+                ("template uses unknown name 'abc'", "templates can use params, run and step ids, also as ctx.NAME"),
+                ("template uses unknown name 'zed'", "templates can use params, run and step ids, also as ctx.NAME"),
             ],
             id="every-name-reported",
         ),
@@ -889,7 +889,7 @@ def test_every_problem_is_reported_at_once_sorted_by_location():
         f"/steps/3: dependency cycle: a -> b -> a ({CYCLE_HINT})",
         "/steps/3/skip_if/op: unknown op 'bigger' (" + OPS_HINT + ")",
         "/steps/4/params/value/template: template uses unknown name 'nope' "
-        "(templates can use params, run and step ids (without 'ctx.'))",
+        "(templates can use params, run and step ids, also as ctx.NAME)",
         "/steps/4/retry/max_attempt: unknown field 'max_attempt' (did you mean 'max_attempts'?)",
         "/steps/5/params/value/ref: ref 'ctx.run.error': ctx.run.error is only set in on_failure steps",
         "/steps/10/params/count: must be an integer (got 'many')",

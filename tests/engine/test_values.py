@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -423,3 +424,21 @@ def test_refs_to_skipped_or_failed_steps_resolve_to_null_under_all_done(run, sto
 def test_step_error_messages_are_step_errors():
     for cls in (RefError, TemplateError, SecretError):
         assert issubclass(cls, StepError)
+
+
+def test_templates_read_ctx_names_like_bare_names(run, store):
+    from tests.conftest import policy as make
+
+    doc = make(
+        {"id": "a", "type": "core.value", "params": {"value": {"n": 2}}},
+        {
+            "id": "b",
+            "type": "core.value",
+            "params": {"value": {"template": "{{ ctx.params.name }}: {{ ctx.a.n }} {{ ctx['a']['n'] }} {{ a.n }}"}},
+        },
+        params={"name": {"type": "string", "default": "Ada"}},
+    )
+    result = run(doc)
+    assert result.status == "SUCCESS"
+    (row,) = [r for r in store.get_steps(result.run_id) if r["step_id"] == "b"]
+    assert json.loads(row["output_json"]) == "Ada: 2 2 2"
