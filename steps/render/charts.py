@@ -179,6 +179,10 @@ def browser_path(configured: str | None = None) -> str:
     raise StepError(INSTALL_HINT.format(names=", ".join(BROWSERS)), retryable=False)
 
 
+_PAGE_NOT_READY = "kaleido_scopes is not defined"
+_PAGE_RACE_TRIES = 3
+
+
 class ImageRenderer:
     """One Kaleido browser for every chart of a render: ``async with ImageRenderer(path) as r``."""
 
@@ -187,6 +191,10 @@ class ImageRenderer:
         self._kaleido: Any = None
 
     async def __aenter__(self) -> ImageRenderer:
+        await self._open()
+        return self
+
+    async def _open(self) -> None:
         import kaleido
         from choreographer.errors import BrowserFailedError, ChromeNotFoundError
 
@@ -197,7 +205,6 @@ class ImageRenderer:
             raise StepError(INSTALL_HINT.format(names=", ".join(BROWSERS)), retryable=False) from exc
         except BrowserFailedError as exc:
             raise StepError(f"Chromium ({self.browser}) failed to start for Kaleido: {exc}") from exc
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._kaleido is not None:
@@ -205,8 +212,16 @@ class ImageRenderer:
 
     async def image(self, fig: Any, fmt: str, scale: float = 1.0, where: str = "") -> bytes:
         opts = {"format": fmt, "width": fig.layout.width, "height": fig.layout.height, "scale": scale}
-        try:
-            data: bytes = await self._kaleido.calc_fig(fig, opts=opts)
-        except Exception as exc:  # one boundary: Kaleido's and the browser's errors become step errors
-            raise StepError(f"Kaleido could not draw the chart at {where}: {type(exc).__name__}: {exc}") from exc
-        return data
+        for attempt in range(1, _PAGE_RACE_TRIES + 1):
+            try:
+                data: bytes = await self._kaleido.calc_fig(fig, opts=opts)
+                return data
+            except Exception as exc:  # one boundary: Kaleido's and the browser's errors become step errors
+                if _PAGE_NOT_READY in str(exc) and attempt < _PAGE_RACE_TRIES:
+                    # Kaleido can take the blank page's JavaScript context for its own when the
+                    # machine is busy: its script is then "not defined". A new browser fixes it.
+                    await self._kaleido.close()
+                    await self._open()
+                    continue
+                raise StepError(f"Kaleido could not draw the chart at {where}: {type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
