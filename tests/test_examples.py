@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import json
+import os
 import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from pypdf import PdfReader
 
 from tests.conftest import ROOT
 from tests.smtpserver import *  # noqa: F403  (the SMTP server fixtures)
@@ -23,9 +32,6 @@ def examples(tmp_path):
 @pytest.fixture
 def data_server(examples):
     """policies/examples/data served over HTTP on 127.0.0.1, as the README tells users to do."""
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -62,10 +68,6 @@ def test_example_runs(cli, examples, name, request):
 def test_the_flagship_emails_its_pdf_once_per_slot_and_archives_it(cli, examples, smtp_server, state_dir):
     """sales_report.json end to end: a real SMTP server gets the HTML body and the PDF; the PDF
     is archived; a second run for the same schedule slot sends nothing (idempotent)."""
-    import io
-    import sqlite3
-
-    from pypdf import PdfReader
 
     env = {"ENGINE_SMTP_HOST": smtp_server.host, "ENGINE_SMTP_PORT": str(smtp_server.port)}
     slot = "2026-12-01T06:00:00+00:00"
@@ -75,9 +77,6 @@ def test_the_flagship_emails_its_pdf_once_per_slot_and_archives_it(cli, examples
         "r = asyncio.run(run_policy(sys.argv[1], store=Store.open(), trigger='schedule', scheduled_for=sys.argv[2])); "
         "print(r.status)"
     )
-    import os
-    import subprocess
-    import sys
 
     def scheduled_run():
         full = {**os.environ, **env, "ENGINE_STATE_DIR": str(state_dir), "PYTHONPATH": str(ROOT)}
@@ -129,7 +128,6 @@ def test_api_orders_fetches_every_page_then_revalidates(cli, examples, state_dir
     for _ in range(2):
         out = cli("run", str(examples / "api_orders.json"), "--json", "--param", f"base_url={data_server}")
         run_id = json.loads(out.stdout)["run_id"]
-        import sqlite3
 
         with sqlite3.connect(state_dir / "engine.db") as con:
             (text,) = con.execute(
@@ -143,7 +141,6 @@ def test_api_orders_fetches_every_page_then_revalidates(cli, examples, state_dir
 
 
 def test_orders_pipeline_quarantines_and_merges_idempotently(cli, examples, state_dir):
-    import sqlite3
 
     for expected in ({"inserted": 60, "updated": 0, "unchanged": 0}, {"inserted": 0, "updated": 0, "unchanged": 60}):
         run_id = json.loads(cli("run", str(examples / "orders_pipeline.json"), "--json").stdout)["run_id"]
