@@ -471,17 +471,7 @@ class Store:
         stamp = now()
         try:
             with self.engine.begin() as conn:
-                conn.execute(
-                    schedule_slots.insert().values(
-                        policy_id=policy_id,
-                        scheduled_for=scheduled_for,
-                        status="CLAIMED",
-                        run_id=run_id,
-                        claimed_at=stamp,
-                        pid=os.getpid(),
-                        host=socket.gethostname(),
-                    )
-                )
+                conn.execute(_slot_insert(policy_id, scheduled_for, stamp, status="CLAIMED", run_id=run_id))
                 if self._active_elsewhere(conn, policy_id, scheduled_for):
                     conn.execute(
                         schedule_slots.update()
@@ -514,16 +504,7 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    schedule_slots.insert().values(
-                        policy_id=policy_id,
-                        scheduled_for=scheduled_for,
-                        status=status,
-                        reason=reason,
-                        claimed_at=stamp,
-                        finished_at=stamp,
-                        pid=os.getpid(),
-                        host=socket.gethostname(),
-                    )
+                    _slot_insert(policy_id, scheduled_for, stamp, status=status, reason=reason, finished_at=stamp)
                 )
         except sa.exc.IntegrityError:
             return False
@@ -641,6 +622,18 @@ class Store:
             query = query.where(runs.c.started_at < until)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def _slot_insert(policy_id: str, scheduled_for: str, stamp: str, **values: Any) -> Any:
+    """The row that claims (or records) one schedule slot for this process."""
+    return schedule_slots.insert().values(
+        policy_id=policy_id,
+        scheduled_for=scheduled_for,
+        claimed_at=stamp,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        **values,
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -205,6 +205,7 @@ class _Checker:
         self.sections: dict[str, Any] = {}
         self.self_refs: set[str] = set()
         self._config = config
+        self._allowed_types: list[str] | None | bool = False
 
     def config(self) -> EngineConfig:
         if self._config is None:
@@ -410,7 +411,7 @@ class _Checker:
 
     def _check_type_allowed(self, step_type: type[Step], where: str) -> None:
         """The engine configuration may allow-list step types: ``[engine] allowed_step_types``."""
-        if not hasattr(self, "_allowed_types"):
+        if self._allowed_types is False:  # read once per validation
             self._allowed_types = allowed_step_types(self.config())
         allowed = self._allowed_types
         if allowed is not None and not any(fnmatch.fnmatchcase(step_type.type, p) for p in allowed):

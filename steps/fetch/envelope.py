@@ -49,3 +49,16 @@ def initial_cursor(params: dict[str, Any]) -> dict[str, Any]:
     if isinstance(incremental, dict) and "initial_value" in incremental:
         return {"cursor": incremental["initial_value"]}
     return {}
+
+
+def frame_high_water(frame: Any, field: str, cursor: Any, of: str = "") -> Any:
+    """The largest ``field`` of a DataFrame, or ``cursor`` when it has no rows (incremental loading)."""
+    from engine import StepError
+
+    if field not in frame.columns:
+        columns = ", ".join(map(str, frame.columns))
+        raise StepError(f"incremental.cursor_field {field!r} is not a column{of} (it has: {columns})", retryable=False)
+    if frame.empty:
+        return cursor
+    value = frame[field].max()
+    return value.item() if hasattr(value, "item") else value

@@ -29,7 +29,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from engine import CheckContext, Problem, Step, StepContext, StepError, is_expression
 
 from . import cache, hosts, paths
-from .envelope import FetchEnvelope, initial_cursor, sha256_hex, utc_now
+from .envelope import FetchEnvelope, frame_high_water, initial_cursor, sha256_hex, utc_now
 
 Format = Literal["json", "csv", "text", "bytes"]
 _SNIPPET = 300
@@ -573,16 +573,7 @@ def _content_hash(pages: list[_Page]) -> str:
 def _advance(data: Any, field_name: str, cursor: Any) -> Any:
     """The largest ``field_name`` over the fetched records, or the old cursor when there are none."""
     if hasattr(data, "columns"):  # a DataFrame
-        if field_name not in data.columns:
-            raise StepError(
-                f"incremental.cursor_field {field_name!r} is not a column "
-                f"(it has: {', '.join(map(str, data.columns))})",
-                retryable=False,
-            )
-        if data.empty:
-            return cursor
-        value = data[field_name].max()
-        return value.item() if hasattr(value, "item") else value
+        return frame_high_water(data, field_name, cursor)
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise StepError("incremental needs a list of records: set records_path to the list", retryable=False)
     values = [r[field_name] for r in data if r.get(field_name) is not None]

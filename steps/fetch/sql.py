@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine import Step, StepContext, StepError
 
-from .envelope import FetchEnvelope, initial_cursor, resolve_path, sha256_hex, utc_now
+from .envelope import FetchEnvelope, frame_high_water, initial_cursor, resolve_path, sha256_hex, utc_now
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
 _DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
@@ -121,7 +121,7 @@ class FetchSql(Step, type="fetch.sql"):
         frame = pd.DataFrame.from_records(rows, columns=columns)
         next_cursor = None
         if params.incremental is not None:
-            next_cursor = self._advance(frame, params.incremental.cursor_field, cursor, columns)
+            next_cursor = frame_high_water(frame, params.incremental.cursor_field, cursor, " of the result")
             ctx.state.stage("cursor", next_cursor)
         return FetchSqlOutput(
             data=frame,
@@ -132,19 +132,6 @@ class FetchSql(Step, type="fetch.sql"):
             cursor=cursor,
             next_cursor=next_cursor,
         )
-
-    @staticmethod
-    def _advance(frame: Any, field: str, cursor: Any, columns: list[str]) -> Any:
-        """The largest value of ``field`` in the rows, or the old cursor when there are none."""
-        if field not in columns:
-            raise StepError(
-                f"incremental.cursor_field {field!r} is not a column of the result (it has: {', '.join(columns)})",
-                retryable=False,
-            )
-        if frame.empty:
-            return cursor
-        value = frame[field].max()
-        return value.item() if hasattr(value, "item") else value
 
     @staticmethod
     def _explain(exc: sqlite3.DatabaseError, params: Params, deadline: float) -> str:
