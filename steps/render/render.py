@@ -17,7 +17,7 @@ from engine import ArtifactRef, Step, StepContext, StepError
 
 from . import cache, charts, document, pdf
 
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"
 """Bumped when a change to this package changes what the same snapshot renders to."""
 
 _LIBRARIES = ("jinja2", "plotly", "kaleido", "weasyprint", "markdown-it-py")
@@ -162,7 +162,7 @@ class RenderPdf(_Render, type="render.pdf"):
                     doc.images[pointer] = (media_type, await images.image(fig, fmt, scale, where + pointer))
         charts_done = time.perf_counter()
         html = await asyncio.to_thread(document.render_html, env, doc)
-        page_css = f"@page {{ size: {params.page_size} {params.orientation}; }}"
+        page_css = page_size_css(params.page_size, params.orientation)
         data, pages = await asyncio.to_thread(pdf.write_pdf, html, page_css, env_dirs(env))
         ctx.log.info(
             "render.pdf_timings",
@@ -172,6 +172,15 @@ class RenderPdf(_Render, type="render.pdf"):
             pages=pages,
         )
         return data, {"pages": pages}
+
+
+def page_size_css(size: str, orientation: str) -> str:
+    """The paper of ``render.pdf``'s params, over any ``@page`` size a template's CSS sets.
+
+    WeasyPrint cascades this stylesheet as a *user* stylesheet, below the page's own ``<style>``:
+    only ``!important`` lets the params win over a ``size`` in ``report.css``.
+    """
+    return f"@page {{ size: {size} {orientation} !important; }}"
 
 
 _tables_lock = threading.Lock()
