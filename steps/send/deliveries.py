@@ -8,7 +8,8 @@ dedup key made the step send nothing.
 The dedup key is a SHA-256 over the policy id, the step id, the run's logical date (the
 scheduled slot of a scheduled run, else the run id), the recipients and the content hash. A
 resume keeps the run id, and a scheduler double-fire keeps the slot: either way the key is the
-same and the report is not delivered twice.
+same and the report is not delivered twice. A manual run has no slot, so its key is its own and
+every manual run delivers.
 """
 
 from __future__ import annotations

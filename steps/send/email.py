@@ -161,12 +161,16 @@ class SendEmail(Step, type="send.email"):
                 accepted = await smtp.send(settings, sender, envelope, data, record_accepted)
                 break
             except StepError as exc:
-                if not exc.retryable or attempt == params.attempts:
-                    await asyncio.to_thread(records.record, key, "failed", envelope, error=str(exc))
+                if exc.retryable and attempt < params.attempts:
+                    delay = params.backoff_s * 2 ** (attempt - 1)
+                    ctx.log.warning("send.email.retry", attempt=attempt, error=str(exc), delay_s=delay)
+                    await asyncio.sleep(delay)
+                    continue
+                final = _after_tries(exc, attempt)
+                await asyncio.to_thread(records.record, key, "failed", envelope, error=str(final))
+                if final is exc:
                     raise
-                delay = params.backoff_s * 2 ** (attempt - 1)
-                ctx.log.warning("send.email.retry", attempt=attempt, error=str(exc), delay_s=delay)
-                await asyncio.sleep(delay)
+                raise final from exc
         ctx.log.info("send.email.sent", message_id=message_id, recipients=len(envelope), refused=len(accepted.refused))
         if accepted.refused and params.on_refused == "fail":
             refused = "; ".join(f"{a}: {reply}" for a, reply in accepted.refused.items())
@@ -280,6 +284,13 @@ class SendEmail(Step, type="send.email"):
             attachments=[f.filename for f in letter.attachments],
             sent_at=sent_at,
         )
+
+
+def _after_tries(exc: StepError, tries: int) -> StepError:
+    """The last try's error, saying how many tries were made; the runner counts them as attempts."""
+    if tries == 1:
+        return exc
+    return StepError(f"{exc} (after {tries} tries)", retryable=exc.retryable, tries=tries)
 
 
 def _envelope(letter: mime.Letter) -> list[str]:

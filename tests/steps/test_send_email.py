@@ -8,6 +8,7 @@ import email
 import email.policy
 import io
 import json
+import socket
 import sqlite3
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -70,6 +71,33 @@ def unix(text):
 def error(result, sid="mail"):
     (step,) = [s for s in result.steps if s.id == sid]
     return step.error
+
+
+def attempts(store, result, sid="mail"):
+    """The step's recorded attempts (``step_runs.attempts``, what ``engine show`` prints)."""
+    (row,) = [r for r in store.get_steps(result.run_id) if r["step_id"] == sid]
+    return row["attempts"]
+
+
+def attempt_rows(store, result, sid="mail"):
+    with sqlite3.connect(store.state_dir / "engine.db") as con:
+        query = "select run_attempt, attempt, status, error from step_attempts where run_id = ? and step_id = ?"
+        return con.execute(f"{query} order by id", (result.run_id, sid)).fetchall()
+
+
+def closed_port():
+    """A port on 127.0.0.1 that nothing listens on: picked by the system, then closed again."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def refused(port):
+    """What connecting to a closed port on 127.0.0.1 fails with."""
+    return (
+        f"127.0.0.1:{port}: connect failed: Error connecting to 127.0.0.1 on port {port}: "
+        f"[Errno 111] Connect call failed ('127.0.0.1', {port})"
+    )
 
 
 # -- the message as the server received it ----------------------------------------------------
@@ -212,23 +240,56 @@ def test_a_5xx_reply_fails_at_once_with_the_server_text(run, store, smtp_server)
     expected = f"127.0.0.1:{smtp_server.port} refused the message: 554 5.7.1 Message rejected: looks like spam"
     assert (result.status, error(result)) == ("FAILED", expected)
     assert (smtp_server.handler.data_attempts, smtp_server.handler.messages) == (1, [])
+    assert (attempts(store, result), attempt_rows(store, result)) == (1, [(1, 1, "FAILED", expected)])
     assert [(r["recipient"], r["status"], r["error"]) for r in deliveries(store)] == [
         ("ann@example.com", "failed", expected)
     ]
 
 
-def test_4xx_replies_that_do_not_go_away_fail_after_the_attempts(run, smtp_server):
+def test_4xx_replies_that_do_not_go_away_fail_after_3_tries_counted_as_attempts(run, store, smtp_server):
     smtp_server.handler.data_replies = ["421 4.7.0 Too busy"] * 5
-    result = run(mail_policy(smtp_server, attempts=2))
-    assert error(result) == f"127.0.0.1:{smtp_server.port} refused the message: 421 4.7.0 Too busy"
+    result = run(mail_policy(smtp_server))
+    expected = f"127.0.0.1:{smtp_server.port} refused the message: 421 4.7.0 Too busy (after 3 tries)"
+    assert (result.status, error(result)) == ("FAILED", expected)
+    assert (smtp_server.handler.connections, smtp_server.handler.data_attempts) == (3, 3)
+    assert attempts(store, result) == 3
+    assert attempt_rows(store, result) == [(1, 3, "FAILED", expected)]  # one engine attempt, its 3 tries
+    assert [(r["status"], r["error"]) for r in deliveries(store)] == [("failed", expected)]
+
+
+def test_a_5xx_reply_after_a_4xx_fails_at_once_saying_how_many_tries(run, store, smtp_server):
+    smtp_server.handler.data_replies = ["451 4.3.0 Mailbox busy", "554 5.7.1 Message rejected"]
+    result = run(mail_policy(smtp_server, attempts=5))
+    expected = f"127.0.0.1:{smtp_server.port} refused the message: 554 5.7.1 Message rejected (after 2 tries)"
+    assert (result.status, error(result), attempts(store, result)) == ("FAILED", expected, 2)
     assert smtp_server.handler.data_attempts == 2
 
 
-def test_a_server_that_is_not_there_is_retried_then_fails(run, smtp_server):
-    doc = mail_policy(smtp_server, port=9, attempts=2)  # the discard port: nothing listens on it
+def test_a_closed_port_is_tried_3_times_and_engine_show_says_so(cli, write_policy):
+    port = closed_port()
+    send = {"from": "reports@example.com", "to": "ann@example.com", "subject": "Hi", "text": "Hello"}
+    send.update(host="127.0.0.1", port=port, security="none", backoff_s=0)
+    ran = cli("run", "--json", str(write_policy(policy({"id": "mail", "type": "send.email", "params": send}))))
+    assert ran.returncode == 1, ran.stderr
+    shown = cli("show", json.loads(ran.stdout)["run_id"], "--json")
+    (step,) = json.loads(shown.stdout)["steps"]
+    assert (step["status"], step["attempts"], step["error"]) == ("FAILED", 3, f"{refused(port)} (after 3 tries)")
+
+
+def test_one_try_says_nothing_about_tries(run, store, smtp_server):
+    port = closed_port()
+    result = run(mail_policy(smtp_server, port=port, attempts=1))
+    assert (error(result), attempts(store, result)) == (refused(port), 1)
+
+
+def test_engine_retries_of_send_email_count_every_try(run, store, smtp_server):
+    smtp_server.handler.data_replies = ["421 4.7.0 Too busy"] * 5
+    doc = mail_policy(smtp_server, attempts=2)
+    doc["steps"][1].update(on_error="retry_then_fail", retry={"max_attempts": 2, "backoff_s": 0})
     result = run(doc)
-    assert result.status == "FAILED"
-    assert error(result).startswith("127.0.0.1:9: connect failed: ")
+    expected = f"127.0.0.1:{smtp_server.port} refused the message: 421 4.7.0 Too busy (after 2 tries)"
+    assert (error(result), attempts(store, result), smtp_server.handler.data_attempts) == (expected, 4, 4)
+    assert attempt_rows(store, result) == [(1, 2, "FAILED", expected), (1, 4, "FAILED", expected)]
 
 
 def test_refused_recipients_are_recorded_one_by_one(run, store, smtp_server):
