@@ -604,7 +604,8 @@ _FRIENDLY = {
 def _data_loc(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     """pydantic's ``loc`` without the tags of tagged unions (``sections/4/text/body`` is
     ``sections/4/body`` in the document): a key that is not in the data is a tag, unless it is the
-    last one (a missing or unknown field)."""
+    last one (a missing or unknown field). An index into an object is a shorthand that a model
+    wrapped into a list (``"checks": {...}`` read as ``[{...}]``): it is not in the document either."""
     out: list[str | int] = []
     for index, segment in enumerate(loc):
         last = index == len(loc) - 1
@@ -614,6 +615,8 @@ def _data_loc(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
             data = data[segment]
         elif isinstance(data, dict) and isinstance(segment, str) and not last:
             continue  # a union tag
+        elif isinstance(data, dict) and segment == 0 and not last:
+            continue  # an object read as a list of one
         else:
             data = None
         out.append(segment)
