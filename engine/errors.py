@@ -130,14 +130,23 @@ class InvalidTransition(EngineError, RuntimeError):
 
 
 class StepError(EngineError):
-    """A step failed. ``retryable`` tells ``retry_then_fail`` whether another attempt can help."""
+    """A step failed. ``retryable`` tells ``retry_then_fail`` whether another attempt can help.
+
+    ``tries`` is for a step that already tried several times inside one attempt (``send.email``
+    reconnecting to its server): the step's recorded ``attempts`` then counts those tries.
+
+    Example: ``raise StepError("smtp.example.com:587: connection refused (after 3 tries)", tries=3)``
+    """
 
     retryable: bool = True
+    tries: int = 1
 
-    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool | None = None, tries: int | None = None) -> None:
         super().__init__(message)
         if retryable is not None:
             self.retryable = retryable
+        if tries is not None:
+            self.tries = max(1, tries)
 
 
 class StepTimeout(StepError):

@@ -43,6 +43,8 @@ from .store import Store, now
 from .validate import ValidPolicy
 from .values import RunContext, mask_secrets, resolve
 
+CANCEL_GRACE_S = 2.5  # how long a cancelled run waits for its running steps to stop
+
 
 @dataclass
 class StepEvent:
@@ -274,10 +276,22 @@ class Runner:
         self._failure = f"run timed out after {self.policy.timeout_s:g} s"
 
     async def _cancel_all(self, running: dict[asyncio.Task[StepState], str], reason: str) -> None:
+        """Cancel the running steps and wait for them, at most ``CANCEL_GRACE_S``.
+
+        A step that does not stop in time (it swallows the cancellation, or its clean-up hangs)
+        is recorded FAILED with the reason and left behind: the run ends anyway. A plain
+        ``def run`` in its thread cannot be stopped at all; its thread is abandoned."""
         self._cancel_reason = reason
         for task in running:
             task.cancel(reason)
-        await asyncio.gather(*running, return_exceptions=True)
+        if not running:
+            return
+        _, pending = await asyncio.wait(running, timeout=CANCEL_GRACE_S)
+        for task in pending:
+            sid = running[task]
+            if not self.records[sid].status.is_terminal:
+                self.log.warning("step.abandoned", step_id=sid, reason=reason, grace_s=CANCEL_GRACE_S)
+                self._end(sid, StepState.FAILED, time.monotonic(), self.log.bind(step_id=sid), error=reason)
 
     def _upstream_skip_reason(self, sid: str) -> str | None:
         spec = self.valid.spec(sid)
@@ -354,18 +368,25 @@ class Runner:
 
         retry: Retry | None = None  # worked out on the first failure: most steps never need it
         max_attempts = 1
+        attempt = 0  # the runner's attempts; record.attempts also counts tries a step made inside one
         while True:
+            attempt += 1
             record.attempts += 1
             attempt_started = now()
             log.info("step.started", attempt=record.attempts)
             self._emit(sid)
             try:
-                output, staged = await self._attempt(sid, spec, record.attempts, log)
+                output, staged = await self._attempt(sid, spec, attempt, log)
             except asyncio.CancelledError:
                 error = self._cancel_reason or "cancelled"
                 self._end(sid, StepState.FAILED, clock, log, error=error, attempt_started=attempt_started)
                 raise
             except StepError as exc:
+                if _cancelling():  # the step turned our cancellation into an error of its own
+                    error = self._cancel_reason or "cancelled"
+                    self._end(sid, StepState.FAILED, clock, log, error=error, attempt_started=attempt_started)
+                    raise asyncio.CancelledError(error) from None
+                record.attempts += exc.tries - 1
                 error, retryable = _clean(str(exc)) or type(exc).__name__, exc.retryable
             else:
                 return self._end(
@@ -374,10 +395,10 @@ class Runner:
             if retry is None:
                 retry = effective_retry(spec, self.policy.defaults)
                 max_attempts = retry.max_attempts if self._retries(spec) else 1
-            if not retryable or record.attempts >= max_attempts:
+            if not retryable or attempt >= max_attempts:
                 return self._end(sid, StepState.FAILED, clock, log, error=error, attempt_started=attempt_started)
             self._record_attempt(sid, attempt_started, StepState.FAILED, error)
-            delay = backoff_delay(retry, record.attempts)
+            delay = backoff_delay(retry, attempt)
             log.warning("step.retry", attempt=record.attempts, error=error, delay_s=round(delay, 3))
             self._emit(sid, error=error)
             try:
@@ -434,6 +455,8 @@ class Runner:
         except StepError:
             raise
         except Exception as exc:  # a bug or an unexpected library error inside the step
+            if _cancelling():  # e.g. a browser that died because we are stopping: that is the cancellation
+                raise asyncio.CancelledError(self._cancel_reason or "cancelled") from None
             raise StepError(f"{type(exc).__name__}: {exc}") from exc
         if previewing:  # a preview has its own shape; steps document it
             result = outputs.to_plain(result)
@@ -477,6 +500,8 @@ class Runner:
         staged: dict[str, Any] | None = None,
     ) -> StepState:
         """Commit the step's final state (and its last attempt, if it made one)."""
+        if self.records[sid].status.is_terminal:  # recorded already: a step abandoned on cancel
+            return self.records[sid].status
         duration = round(time.monotonic() - clock, 6)
         values: dict[str, Any] = {
             "finished_at": now(),
@@ -557,6 +582,11 @@ def _params_error(exc: ValidationError, base: str) -> str:
         got = redact.redact_value(error.get("input"))  # before repr, which would escape a secret
         parts.append(f"{pointers.from_loc(error['loc'], base)}: {error['msg']} (got {got!r})")
     return "invalid params after resolving values: " + "; ".join(parts)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def backoff_delay(retry: Retry, attempt: int) -> float:

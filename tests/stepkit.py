@@ -315,3 +315,35 @@ class Target(Step, type="test.target"):
             count = conn.execute(sa.select(sa.func.count()).where(visits.c.target == params.target)).scalar_one()
         limit = ctx.sections["test_limits"].get(params.target)
         return self.Output(target=params.target, limit=limit.per_run if limit else None, visits=count)
+
+
+class Stubborn(Step, type="test.stubborn"):
+    """Ignores cancellation: on CancelledError it sleeps ``linger`` more seconds (a hung clean-up)."""
+
+    class Params(BaseModel):
+        linger: float = 60.0
+
+    async def run(self, params: Params, ctx: StepContext) -> Any:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(params.linger)
+        return None
+
+
+class Child(Step, type="test.child"):
+    """A plain ``def run`` that starts a child process (as a browser would) and waits for it.
+
+    Writes the child's pid to ``pid_file`` once it runs."""
+
+    class Params(BaseModel):
+        pid_file: str
+        seconds: float = 300.0
+
+    def run(self, params: Params, ctx: StepContext) -> Any:
+        import subprocess
+
+        proc = subprocess.Popen(["sleep", str(params.seconds)])
+        Path(params.pid_file).write_text(str(proc.pid))
+        proc.wait()
+        return None

@@ -5,7 +5,6 @@ Exit codes: 0 SUCCESS (or valid), 1 FAILED/CANCELLED, 2 invalid policy or usage,
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import sys
@@ -26,7 +25,7 @@ from ..states import RunState
 from ..step import registry
 from ..store import Store
 from ..validate import ValidPolicy, validate_file
-from . import diagrams, render
+from . import diagrams, interrupts, render
 
 EXIT_BY_STATUS = {
     RunState.SUCCESS.value: 0,
@@ -34,6 +33,10 @@ EXIT_BY_STATUS = {
     RunState.CANCELLED.value: 1,
     RunState.PARTIAL.value: 3,
 }
+
+# after the first Ctrl-C a run cancels its steps (waiting at most runner.CANCEL_GRACE_S for them),
+# records itself CANCELLED and ends; if it has not ended by then, the process exits anyway
+STOP_DEADLINE_S = 4.5
 
 # off a terminal, rich would wrap at 80 columns; keep lines whole for logs and pipes
 stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except EngineError as exc:
         _report(exc, as_json="--json" in (argv if argv is not None else sys.argv[1:]))
         code = exc.exit_code
-    sys.exit(code or 0)
+    interrupts.exit_process(code or 0)
 
 
 def _report(exc: EngineError, as_json: bool = False) -> None:
@@ -269,14 +272,11 @@ def _execute(store: Store, valid: ValidPolicy | None, go: Any, as_json: bool, ve
     table: render.LiveTable | None = None
     runners: list[Runner] = []
 
-    async def main() -> RunResult:
-        def stop(sig: signal.Signals) -> None:
-            for runner in runners:
-                runner.cancel(f"cancelled by {sig.name}")
+    def stop(sig: signal.Signals) -> None:
+        for runner in runners:
+            runner.cancel(f"cancelled by {sig.name}")
 
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop, sig)
+    async def main() -> RunResult:
         return await go(table.observe if table else None, runners.append)
 
     try:
@@ -284,8 +284,8 @@ def _execute(store: Store, valid: ValidPolicy | None, go: Any, as_json: bool, ve
             ids = (valid.main_ids + valid.failure_ids) if valid else []
             title = f"{verb} {valid.id}" if valid else verb
             with render.LiveTable(stdout, ids, title) as table:
-                return asyncio.run(main())
-        return asyncio.run(main())
+                return interrupts.run_async(main, stop, deadline_s=STOP_DEADLINE_S)
+        return interrupts.run_async(main, stop, deadline_s=STOP_DEADLINE_S)
     finally:
         logs.close()
 
