@@ -10,6 +10,9 @@ the database and the wall clock, through the pure helpers in :mod:`engine.schedu
    claim that finds another active run of the policy is recorded ``SKIPPED: overlap``;
 3. at start-up, scheduled runs left behind by a dead process are resumed when every step that
    was cut short is free of side effects, and left FAILED for a person otherwise.
+
+The policies come from :func:`engine.folders.load_folder`: an invalid file, or an id that two
+files claim, runs nothing, and is logged once per version of the files (:func:`log_changes`).
 """
 
 from __future__ import annotations
@@ -18,20 +21,20 @@ import asyncio
 import datetime as dt
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import logs
 from .api import RunResult, new_run_id, resume_run, run_policy
 from .config import EngineConfig
-from .errors import EngineError, PolicyError
+from .errors import EngineError
+from .folders import DuplicateId, FolderScan, PolicyFile, load_folder, problem_text
 from .retention import prune
 from .runner import Runner
 from .schedule import missed_slots, next_fire, parse_slot, previous_fire, slot_key
 from .states import RunState
 from .store import Store, pid_alive
-from .validate import ValidPolicy, validate_file
 
 INTERRUPTED = "interrupted: the engine process stopped"
 
@@ -40,70 +43,48 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass
-class Loaded:
-    path: Path
-    valid: ValidPolicy
-    key: tuple[int, int]  # (mtime_ns, size) of the file this version came from
+def log_changes(log: Any, before: FolderScan | None, after: FolderScan) -> None:
+    """Log what changed from one scan of the folders to the next (everything, for the first).
 
-
-@dataclass
-class PolicyFolders:
-    """The ``*.json`` files of some folders, re-validated when they change.
-
-    An invalid file is logged with its problems and skipped; an invalid *edit* of a file that
-    was valid keeps the last valid version. Problems are logged once per version of a file.
+    Each version of a file is logged once (loaded, or its problems), and each duplicate id once
+    per change of the files that share it, so a daemon scanning every second does not repeat itself.
     """
+    old_files = before.files if before is not None else {}
+    for path, found in after.files.items():
+        old = old_files.get(path)
+        if old is found:  # unchanged since the last scan
+            continue
+        if found.problems:
+            event = "schedule.invalid_edit" if found.kept else "schedule.invalid"
+            action = "keeping the last valid version" if found.kept else "skipped"
+            log.error(event, path=str(path), problems=[problem_text(p) for p in found.problems], action=action)
+        else:
+            assert found.valid is not None
+            reloaded = old is not None and old.valid is not None
+            log.info("schedule.loaded", path=str(path), policy_id=found.valid.id, reloaded=reloaded)
+    for path in sorted(old_files.keys() - after.files.keys()):
+        gone = old_files[path]
+        log.info("schedule.removed", path=str(path), policy_id=gone.valid.id if gone.valid else gone.raw_id)
+    old_duplicates = before.duplicates if before is not None else {}
+    for policy_id, duplicate in after.duplicates.items():
+        if _versions(after, duplicate) == _versions(before, old_duplicates.get(policy_id)):
+            continue
+        log.error(
+            "schedule.duplicate_id",
+            policy_id=policy_id,
+            files=[str(p) for p in duplicate.paths],
+            problem=problem_text(duplicate.problem),
+            action="none of these files runs until only one has this id",
+        )
+    for policy_id in sorted(old_duplicates.keys() - after.duplicates.keys()):
+        if policy_id in after.policies:
+            log.info("schedule.duplicate_resolved", policy_id=policy_id, path=str(after.policies[policy_id].path))
 
-    folders: list[Path]
-    config: EngineConfig
-    log: Any
-    versions: dict[Path, Loaded] = field(default_factory=dict)
-    invalid: dict[Path, tuple[int, int]] = field(default_factory=dict)
 
-    def scan(self) -> dict[str, Loaded]:
-        seen: set[Path] = set()
-        for path in self._files():
-            seen.add(path)
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            key = (stat.st_mtime_ns, stat.st_size)
-            current = self.versions.get(path)
-            if (current is not None and current.key == key) or self.invalid.get(path) == key:
-                continue
-            try:
-                valid = validate_file(path, self.config)
-            except PolicyError as exc:
-                self.invalid[path] = key
-                problems = [f"{p.pointer or '/'}: {p.message}" for p in exc.problems]
-                event = "schedule.invalid_edit" if current is not None else "schedule.invalid"
-                note = "keeping the last valid version" if current is not None else "skipped"
-                self.log.error(event, path=str(path), problems=problems, action=note)
-                continue
-            self.invalid.pop(path, None)
-            self.versions[path] = Loaded(path, valid, key)
-            self.log.info("schedule.loaded", path=str(path), policy_id=valid.id, reloaded=current is not None)
-        for gone in set(self.versions) - seen:
-            self.log.info("schedule.removed", path=str(gone), policy_id=self.versions.pop(gone).valid.id)
-        by_id: dict[str, Loaded] = {}
-        for path in sorted(self.versions):
-            loaded = self.versions[path]
-            if loaded.valid.id in by_id:
-                self.log.error(
-                    "schedule.duplicate_id",
-                    path=str(path),
-                    policy_id=loaded.valid.id,
-                    first=str(by_id[loaded.valid.id].path),
-                )
-                continue
-            by_id[loaded.valid.id] = loaded
-        return by_id
-
-    def _files(self) -> Iterable[Path]:
-        for folder in self.folders:
-            yield from sorted(folder.glob("*.json"))
+def _versions(scan: FolderScan | None, duplicate: DuplicateId | None) -> list[tuple[Path, tuple[int, int]]] | None:
+    if scan is None or duplicate is None:
+        return None
+    return [(p, scan.files[p].stamp) for p in duplicate.paths]
 
 
 @dataclass
@@ -138,11 +119,19 @@ class Scheduler:
         self.config = config
         self.clock = clock
         self.log = logs.get_logger()
-        self.folders = PolicyFolders(folders, config, self.log)
+        self.folders = list(folders)
+        self.scan: FolderScan | None = None  # the latest scan of the folders
         self.runners: dict[str, Runner] = {}
         self.tasks: dict[str, asyncio.Task[list[SlotOutcome]]] = {}
         self.planned: dict[str, dt.datetime] = {}  # policy id -> last slot its task will run
         self.stopping = False
+
+    def load(self) -> dict[str, PolicyFile]:
+        """Scan the folders again, log what changed since the last scan; return the policies to run."""
+        scan = load_folder(self.folders, self.config, previous=self.scan)
+        log_changes(self.log, self.scan, scan)
+        self.scan = scan
+        return scan.policies
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -187,7 +176,7 @@ class Scheduler:
 
     # -- running one slot ---------------------------------------------------------------------
 
-    async def run_slot(self, loaded: Loaded, slot: dt.datetime) -> SlotOutcome:
+    async def run_slot(self, loaded: PolicyFile, slot: dt.datetime) -> SlotOutcome:
         """Claim ``slot`` and, if this process may, run it; record what became of it."""
         policy = loaded.valid.policy
         schedule = policy.schedule
@@ -258,7 +247,7 @@ class Scheduler:
 
     # -- deciding ------------------------------------------------------------------------------
 
-    def due_slots(self, loaded: Loaded, now: dt.datetime, after: dt.datetime | None = None) -> list[dt.datetime]:
+    def due_slots(self, loaded: PolicyFile, now: dt.datetime, after: dt.datetime | None = None) -> list[dt.datetime]:
         """The slots of a policy to run now (recording a skipped missed slot so it is not seen again)."""
         schedule = loaded.valid.policy.schedule
         if schedule is None or not schedule.enabled:
@@ -276,7 +265,7 @@ class Scheduler:
                     self.log.warning("schedule.skipped", policy_id=loaded.valid.id, scheduled_for=key, reason="missed")
         return slots
 
-    def log_next(self, loaded: Loaded, now: dt.datetime) -> None:
+    def log_next(self, loaded: PolicyFile, now: dt.datetime) -> None:
         schedule = loaded.valid.policy.schedule
         if schedule is None:
             return
@@ -290,10 +279,10 @@ class Scheduler:
 
     # -- engine due ----------------------------------------------------------------------------
 
-    async def due(self, max_parallel: int = 1) -> tuple[list[SlotOutcome], int]:
-        """Run every due slot once; return the outcomes and how many policy files were invalid."""
+    async def due(self, max_parallel: int = 1) -> tuple[list[SlotOutcome], FolderScan]:
+        """Run every due slot once; return the outcomes and the scan (its invalid files and duplicate ids)."""
         limit = asyncio.Semaphore(max_parallel)
-        policies = self.folders.scan()
+        policies = self.load()
         resumable = self.recover(policies)
         now = self.clock()
 
@@ -301,7 +290,7 @@ class Scheduler:
             async with limit:
                 return [await self.resume_slot(policy_id, key, run_id)]
 
-        async def run(loaded: Loaded, slots: list[dt.datetime]) -> list[SlotOutcome]:
+        async def run(loaded: PolicyFile, slots: list[dt.datetime]) -> list[SlotOutcome]:
             async with limit:
                 return [await self.run_slot(loaded, slot) for slot in slots if not self.stopping]
 
@@ -311,26 +300,29 @@ class Scheduler:
             if slots:
                 jobs.append(run(loaded, slots))
         outcomes = [o for group in await asyncio.gather(*jobs) for o in group]
-        return outcomes, len(self.folders.invalid)
+        assert self.scan is not None
+        return outcomes, self.scan
 
     # -- engine serve --------------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event, grace_s: float) -> None:
         """Run until ``stop`` is set; then let running steps finish for ``grace_s``, then cancel them."""
-        self.log.info("schedule.serve", folders=[str(f) for f in self.folders.folders])
-        for policy_id, key, run_id in self.recover(self.folders.scan()):
+        self.log.info("schedule.serve", folders=[str(f) for f in self.folders])
+        for policy_id, key, run_id in self.recover(self.load()):
             self._start(policy_id, parse_slot(key), self.resume_slot(policy_id, key, run_id))
-        announced: dict[str, tuple[int, int]] = {}
+        announced: dict[str, Any] = {}  # policy id -> the version whose next fire time was logged
         while not stop.is_set():
-            policies = self.folders.scan()
+            policies = self.load()
             now = self.clock()
             wake = now + dt.timedelta(seconds=1)
+            for gone in announced.keys() - policies.keys():  # announced again when it comes back
+                del announced[gone]
             for policy_id, loaded in policies.items():
                 schedule = loaded.valid.policy.schedule
                 if schedule is None:
                     continue
-                if announced.get(policy_id) != loaded.key:
-                    announced[policy_id] = loaded.key
+                if announced.get(policy_id) is not loaded.valid:
+                    announced[policy_id] = loaded.valid
                     self.log_next(loaded, now)
                 try:
                     self._tick(policy_id, loaded, now)
@@ -346,7 +338,7 @@ class Scheduler:
                 pass
         await self._shutdown(grace_s)
 
-    def _tick(self, policy_id: str, loaded: Loaded, now: dt.datetime) -> None:
+    def _tick(self, policy_id: str, loaded: PolicyFile, now: dt.datetime) -> None:
         if policy_id in self.tasks:  # came due while this process still runs the policy
             for slot in self.due_slots(loaded, now, after=self.planned.get(policy_id)):
                 if self.store.record_slot(policy_id, slot_key(slot), "SKIPPED", "overlap"):
@@ -358,7 +350,7 @@ class Scheduler:
         if slots:
             self._start(policy_id, slots[-1], self._run_slots(loaded, slots))
 
-    async def _run_slots(self, loaded: Loaded, slots: list[dt.datetime]) -> list[SlotOutcome]:
+    async def _run_slots(self, loaded: PolicyFile, slots: list[dt.datetime]) -> list[SlotOutcome]:
         outcomes = []
         for slot in slots:
             if self.stopping:

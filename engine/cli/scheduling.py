@@ -14,15 +14,20 @@ import click
 from .. import logs
 from ..api import get_run, require_run
 from ..config import EngineConfig
+from ..folders import FolderScan, load_folder, problem_text
 from ..retention import prune as prune_runs
 from ..schedule import describe, fires_after, is_due, parse_slot, slot_key, zone
-from ..scheduler import PolicyFolders, Scheduler, utc_now
+from ..scheduler import Scheduler, utc_now
 from ..states import RunState
 from ..store import Store
 from . import _dump, _store, cli, state_dir_option, stdout
 
 folders_argument = click.argument(
-    "folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+    "folders",
+    nargs=-1,
+    required=True,
+    metavar="FOLDER...",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
 
 
@@ -38,7 +43,7 @@ folders_argument = click.argument(
 @state_dir_option
 @click.pass_context
 def serve(ctx: click.Context, folders: tuple[Path, ...], grace_s: float, state_dir: Path | None) -> None:
-    """Run the policies in POLICY_DIR... on their schedules until stopped (SIGTERM/SIGINT: exit 0)."""
+    """Run the policies in each FOLDER on their schedules until stopped (SIGTERM/SIGINT: exit 0)."""
     store = _store(ctx, state_dir)
     logs.configure(store.state_dir)
     scheduler = Scheduler(store, list(folders), EngineConfig.load())
@@ -81,7 +86,10 @@ def serve(ctx: click.Context, folders: tuple[Path, ...], grace_s: float, state_d
 def due(
     ctx: click.Context, folders: tuple[Path, ...], max_parallel: int, as_json: bool, state_dir: Path | None
 ) -> None:
-    """Run every policy in POLICY_DIR... whose slot is due now, once; exit 0 if all succeeded, else 1."""
+    """Run every policy in each FOLDER whose slot is due now, once; exit 0 if all succeeded, else 1.
+
+    An invalid file, or a policy id that several files share, runs nothing and makes the exit code 1.
+    """
     store = _store(ctx, state_dir)
     logs.configure(store.state_dir)
     scheduler = Scheduler(store, list(folders), EngineConfig.load())
@@ -99,16 +107,16 @@ def due(
         return await scheduler.due(max_parallel)
 
     try:
-        outcomes, invalid = asyncio.run(main())
+        outcomes, scan = asyncio.run(main())
     finally:
         logs.close()
-    ok = invalid == 0 and all(o.status in (RunState.SUCCESS.value, "SKIPPED") for o in outcomes)
+    ok = scan.ok and all(o.status in (RunState.SUCCESS.value, "SKIPPED") for o in outcomes)
     if as_json:
         _dump(
             {
                 "status": "SUCCESS" if ok else "FAILED",
                 "runs": [o.to_dict() for o in outcomes],
-                "invalid": sorted(str(p) for p in scheduler.folders.invalid),
+                "invalid": _invalid_entries(scan),
             }
         )
     else:
@@ -118,8 +126,10 @@ def due(
             stdout.print(f"{o.policy_id} {o.scheduled_for} {o.status}{note}{run}", markup=False, highlight=False)
         if not outcomes:
             stdout.print("nothing due", markup=False)
-        for path in sorted(scheduler.folders.invalid):
-            stdout.print(f"{path}: invalid, not run (see the log for its problems)", markup=False, highlight=False)
+        for found in scan.invalid:
+            line = f"{found.path}: invalid, not run (see the log for its problems)"
+            stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+        _print_duplicates(scan)
     store.close()
     raise click.exceptions.Exit(0 if ok else 1)
 
@@ -133,25 +143,44 @@ def due(
 def schedule_command(
     ctx: click.Context, folders: tuple[Path, ...], count: int, as_json: bool, state_dir: Path | None
 ) -> None:
-    """Show each policy's schedule, next fire times, last run and whether it is overdue."""
+    """Show the schedule of each policy in each FOLDER: next fire times, last run, overdue or not.
+
+    Invalid files and policy ids that several files share are listed after the policies.
+    """
     store = _store(ctx, state_dir)
-    found = PolicyFolders(list(folders), EngineConfig.load(), _Silent())  # invalid files are listed below
-    policies = found.scan()
+    scan = load_folder(folders, EngineConfig.load())
     now = utc_now()
-    entries = [_schedule_entry(store, loaded.valid, str(loaded.path), now, count) for loaded in policies.values()]
-    invalid = sorted(str(p) for p in found.invalid)
+    entries = [_schedule_entry(store, loaded.valid, str(loaded.path), now, count) for loaded in scan.policies.values()]
     if as_json:
-        _dump({"now": slot_key(now), "policies": entries, "invalid": invalid})
+        _dump({"now": slot_key(now), "policies": entries, "invalid": _invalid_entries(scan)})
         return
     for entry in entries:
         _print_entry(entry)
-    for path in invalid:
-        stdout.print(f"{path}: invalid (engine validate {path})", markup=False, highlight=False)
+    for found in scan.invalid:
+        line = f"{found.path}: invalid (engine validate {found.path})"
+        stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+    _print_duplicates(scan)
 
 
-class _Silent:
-    def __getattr__(self, _name: str) -> Any:
-        return lambda *args, **kwargs: None
+def _invalid_entries(scan: FolderScan) -> list[dict[str, Any]]:
+    """``invalid`` of ``--json``: one entry per file that does not run, with every problem it has."""
+    entries = []
+    for path, problems in scan.problems().items():
+        found = scan.files[path]
+        entries.append(
+            {
+                "path": str(path),
+                "policy_id": found.valid.id if found.valid else found.raw_id,
+                "problems": [problem_text(p) for p in problems],
+                "files": [str(p) for p in scan.shared_with(path)],
+            }
+        )
+    return entries
+
+
+def _print_duplicates(scan: FolderScan) -> None:
+    for duplicate in scan.duplicates.values():
+        stdout.print(duplicate.problem.message, markup=False, highlight=False, soft_wrap=True)  # one line per id
 
 
 def _schedule_entry(store: Store, valid: Any, path: str, now: dt.datetime, count: int) -> dict[str, Any]:

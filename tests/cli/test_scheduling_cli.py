@@ -9,8 +9,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
+from engine.cli import cli as cli_group
 from engine.scheduler import utc_now
 
 
@@ -71,13 +73,80 @@ def test_due_exits_1_for_an_invalid_policy_file_and_still_runs_the_others(cli, f
     result = cli("due", "--json", str(folder))
     assert result.returncode == 1
     body = json.loads(result.stdout)
-    assert body["invalid"] == [str(folder / "bad.json")]
-    assert [(r["policy_id"], r["status"]) for r in body["runs"]] == [("good", "SUCCESS")]
-    logged = [json.loads(line) for line in result.stderr.splitlines() if '"schedule.invalid"' in line]
-    assert logged[0]["problems"] == [
+    problems = [
         "/schedule/cron: a cron expression has 5 fields (minute hour day-of-month month day-of-week), got 2"
         " (got '* *')",
         "/steps: must not be empty",
+    ]
+    path = str(folder / "bad.json")
+    assert body["invalid"] == [{"path": path, "policy_id": "bad", "problems": problems, "files": [path]}]
+    assert [(r["policy_id"], r["status"]) for r in body["runs"]] == [("good", "SUCCESS")]
+    logged = [json.loads(line) for line in result.stderr.splitlines() if '"schedule.invalid"' in line]
+    assert logged[0]["problems"] == problems
+
+
+def four_copies(folder: Path) -> list[Path]:
+    """Four files with the id "tick": a broken one first by name, then three valid ones."""
+    broken = put(folder, '{"schema_version": 1, "id": "tick", "schedule": {"cron": "* *"}, "steps": []}', "0.json")
+    return [broken] + [put(folder, scheduled("tick", {"interval_minutes": 60}), f"{n}.json") for n in "abc"]
+
+
+SHARED = "policy id 'tick' is used by 4 files: {}, {}, {}, {}; none of them runs until only one has it"
+
+
+def test_due_runs_none_of_four_files_sharing_an_id_and_uses_no_slot_until_one_remains(cli, folder, state_dir):
+    paths = four_copies(folder)
+    put(folder, scheduled("other", {"interval_minutes": 60}))
+    result = cli("due", str(folder))
+    assert result.returncode == 1
+    [other] = db(state_dir, "select id from runs where policy_id = 'other'")
+    assert result.stdout.splitlines() == [
+        f"other {utc_now().replace(minute=0, second=0, microsecond=0).isoformat()} SUCCESS run {other[0]}",
+        f"{paths[0]}: invalid, not run (see the log for its problems)",
+        SHARED.format(*paths),
+    ]
+    assert db(state_dir, "select count(*) from schedule_slots where policy_id = 'tick'") == [(0,)]
+    assert db(state_dir, "select count(*) from runs where policy_id = 'tick'") == [(0,)]
+    [logged] = [json.loads(line) for line in result.stderr.splitlines() if '"schedule.duplicate_id"' in line]
+    assert logged["files"] == [str(p) for p in paths]
+    assert logged["problem"] == "/id: " + SHARED.format(*paths)
+    for path in paths[:3]:
+        path.unlink()
+    again = cli("due", "--json", str(folder))
+    assert again.returncode == 0, again.stderr
+    body = json.loads(again.stdout)
+    assert (body["status"], body["invalid"]) == ("SUCCESS", [])
+    assert [(r["policy_id"], r["status"]) for r in body["runs"]] == [("tick", "SUCCESS")]
+    [(policy_path,)] = db(state_dir, "select policy_path from runs where policy_id = 'tick'")
+    assert policy_path.endswith("c.json")
+
+
+def test_schedule_json_lists_every_file_sharing_an_id_under_invalid(cli, folder):
+    paths = four_copies(folder)
+    result = cli("schedule", "--json", str(folder))
+    assert result.returncode == 0
+    body = json.loads(result.stdout)
+    assert body["policies"] == []
+    files = [str(p) for p in paths]
+    shared = "/id: " + SHARED.format(*paths)
+    assert body["invalid"] == [
+        {
+            "path": files[0],
+            "policy_id": "tick",
+            "problems": [
+                "/schedule/cron: a cron expression has 5 fields (minute hour day-of-month month day-of-week),"
+                " got 2 (got '* *')",
+                "/steps: must not be empty",
+                shared,
+            ],
+            "files": files,
+        },
+        *({"path": f, "policy_id": "tick", "problems": [shared], "files": files} for f in files[1:]),
+    ]
+    text = cli("schedule", str(folder))
+    assert text.stdout.splitlines() == [
+        f"{paths[0]}: invalid (engine validate {paths[0]})",
+        SHARED.format(*paths),
     ]
 
 
@@ -128,6 +197,19 @@ def test_schedule_text_lists_the_next_fires(cli, folder):
     assert lines[0] == f"weekdays  ({folder / 'weekdays.json'}): at 06:30 on Mon-Fri (UTC)"
     assert [line.split()[0] for line in lines[1:3]] == ["next", "next"]
     assert lines[3:] == ["  last run: never", "  OVERDUE: a slot is due and has not run"]
+
+
+@pytest.mark.parametrize("command", ["serve", "due", "schedule"])
+def test_usage_and_help_say_folder(cli, command):
+    result = cli(command, "--help")
+    assert result.stdout.splitlines()[0] == f"Usage: engine {command} [OPTIONS] FOLDER..."
+    assert "each FOLDER" in result.stdout and "POLICY_DIR" not in result.stdout
+
+
+@pytest.mark.parametrize("command", ["serve", "due", "schedule", "export", "prune"])
+def test_every_option_of_the_scheduling_commands_has_a_help_text(command):
+    options = [p for p in cli_group.commands[command].params if isinstance(p, click.Option)]
+    assert options and [o.name for o in options if not o.help] == []
 
 
 # -- runs, show -------------------------------------------------------------------------------

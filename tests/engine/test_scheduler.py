@@ -172,6 +172,33 @@ def test_an_invalid_edit_keeps_the_last_valid_version_and_is_logged(serve, state
     assert "/schedule/cron: a cron expression has 5 fields" in edits[0]["problems"][0]
 
 
+def test_an_id_shared_by_two_files_runs_neither_until_one_is_removed_and_is_logged_once(serve, state, folder, tmp_path):
+    first = write(folder, scheduled("tick", {"interval_seconds": 1}, sleep_step(0.05)), "a.json")
+    second = write(folder, scheduled("tick", {"interval_seconds": 1}, sleep_step(0.05)), "b.json")
+    proc = serve()
+
+    def duplicate_logged() -> bool:
+        """the duplicate id logged"""
+        return "schedule.duplicate_id" in (tmp_path / "serve-0.log").read_text(encoding="utf-8")
+
+    wait_for(duplicate_logged)
+    time.sleep(2.5)  # a few ticks and slots go by: nothing runs, nothing is logged again
+    assert query(state, "select count(*) from schedule_slots") == [(0,)]
+    second.unlink()
+    wait_for(lambda: query(state, "select 1 from runs where status = 'SUCCESS'"))
+    assert stop(proc) == 0
+    assert {row[0] for row in query(state, "select policy_path from runs")} == {str(first)}
+    events = log_events(tmp_path)
+    [duplicate] = [e for e in events if e["event"] == "schedule.duplicate_id"]
+    assert (duplicate["level"], duplicate["policy_id"]) == ("error", "tick")
+    assert duplicate["files"] == [str(first), str(second)]
+    assert duplicate["problem"] == (
+        f"/id: policy id 'tick' is used by 2 files: {first}, {second}; none of them runs until only one has it"
+    )
+    [resolved] = [e for e in events if e["event"] == "schedule.duplicate_resolved"]
+    assert resolved["path"] == str(first)
+
+
 def test_kill_9_mid_run_then_restart_resumes_a_side_effect_free_run_without_a_second_run(serve, state, folder):
     write(folder, scheduled("report", {"interval_seconds": 3600}, shell_sleep(1.5, read_only=True)))
     first = serve()
