@@ -13,7 +13,6 @@ import fnmatch
 import json
 import types
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,11 +22,12 @@ import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from . import graph as graphs
-from . import locate, pointers
+from . import locate, model_errors, pointers
 from . import sections as policy_sections
 from .conditions import Condition, ConditionParser
 from .config import EngineConfig
 from .errors import ConfigError, PolicyError, Problem, did_you_mean
+from .model_errors import validate_literal
 from .params import JSON_TYPES, check_params, json_type_matches
 from .policy import (
     PARAM_NAME_PATTERN,
@@ -184,6 +184,17 @@ def allowed_step_types(config: EngineConfig) -> list[str] | None:
     return [str(v).strip() for v in value if str(v).strip()]
 
 
+def _unquote_hint(declared: str, value: Any) -> str | None:
+    """``drop the quotes: 3`` for a JSON string that reads as a value of the declared type."""
+    if declared == "string" or not isinstance(value, str):
+        return None
+    try:
+        parsed = json.loads(value.strip())
+    except ValueError:
+        return None
+    return f"drop the quotes: {value.strip()}" if json_type_matches(declared, parsed) else None
+
+
 def _keeps_state(step_type: type[Step] | None) -> bool:
     """Whether the type declares saved state its own params may read (overrides initial_state)."""
     return step_type is not None and step_type.initial_state.__func__ is not Step.initial_state.__func__  # type: ignore[attr-defined]
@@ -260,23 +271,20 @@ class _Checker:
             if name not in self.doc:
                 self.sections[name] = section.default
                 continue
-            try:
-                self.sections[name] = section.adapter.validate_python(self.doc[name])
-            except ValidationError as exc:
-                for error in exc.errors():
-                    self.problems.append(_problem_from_pydantic(error, section.annotation, pointers.join("", name)))
-        try:
-            return Policy.model_validate(core)
-        except ValidationError as exc:
-            for error in exc.errors():
-                problem = _problem_from_pydantic(error, Policy, "")
-                if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
-                    fields = sorted({f.alias or n for n, f in Policy.model_fields.items()} | set(declared))
-                    problem = dataclasses.replace(
-                        problem, hint=did_you_mean(str(error["loc"][0]), fields) or f"allowed: {', '.join(fields)}"
-                    )
-                self.problems.append(problem)
-            return None
+            adapter = section.adapter
+            value, errors = validate_literal(self.doc[name], adapter.validate_python, adapter.validate_json)
+            self.sections[name] = value
+            self.problems += model_errors.problems(errors, section.annotation, pointers.join("", name))
+        policy, errors = validate_literal(core, Policy.model_validate, Policy.model_validate_json)
+        for error in errors:
+            problem = model_errors.problem(error, Policy, "")
+            if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+                fields = sorted({f.alias or n for n, f in Policy.model_fields.items()} | set(declared))
+                problem = dataclasses.replace(
+                    problem, hint=did_you_mean(str(error["loc"][0]), fields) or f"allowed: {', '.join(fields)}"
+                )
+            self.problems.append(problem)
+        return policy  # type: ignore[no-any-return]
 
     def _check_schedule_params(self, policy: Policy) -> None:
         """Scheduled runs get ``schedule.params``: they must be declared, typed, and complete."""
@@ -287,6 +295,9 @@ class _Checker:
             for problem in exc.problems:
                 pointer = "/schedule" + problem.pointer if problem.pointer.startswith("/params/") else problem.pointer
                 hint = problem.hint
+                name = problem.pointer.removeprefix("/params/")
+                if name in policy.params and name in policy.schedule.params:
+                    hint = _unquote_hint(policy.params[name].type, policy.schedule.params[name]) or hint
                 if problem.message.endswith("is required"):
                     pointer, hint = "/schedule/params", "give it a value in schedule.params (or a default)"
                 self.problems.append(dataclasses.replace(problem, pointer=pointer, hint=hint))
@@ -301,7 +312,11 @@ class _Checker:
             if isinstance(decl, dict) and "default" in decl and decl.get("type") in JSON_TYPES:
                 default = decl["default"]
                 if default is not None and not json_type_matches(decl["type"], default):
-                    self.add(pointers.join(ptr, "default"), f"default {default!r} is not of type {decl['type']}")
+                    self.add(
+                        pointers.join(ptr, "default"),
+                        f"default {default!r} is not of type {decl['type']}",
+                        _unquote_hint(decl["type"], default),
+                    )
 
     def _steps(self, key: str) -> list[tuple[str, dict[str, Any], str]]:
         """(id, raw step, pointer) for each step object. A step whose id is unusable (the shape
@@ -399,15 +414,13 @@ class _Checker:
     def _check_params(self, step_type: type[Step], params: dict[str, Any], ptr: str) -> None:
         # an expression may stand where a literal goes: drop errors at or below one
         expression_ptrs = [e.pointer for e in iter_expressions(params)]
-        try:
-            step_type.Params.model_validate(params)
-        except ValidationError as exc:
-            for error in exc.errors():
-                error = {**error, "loc": _data_loc(params, error["loc"])}
-                loc_ptr = pointers.from_loc(error["loc"])
-                if any(loc_ptr == e or loc_ptr.startswith(e + "/") for e in expression_ptrs):
-                    continue
-                self.problems.append(_problem_from_pydantic(error, step_type.Params, ptr))
+
+        def at_expression(pointer: str) -> bool:
+            return any(pointer == e or pointer.startswith(e + "/") for e in expression_ptrs)
+
+        model = step_type.Params
+        _, errors = validate_literal(params, model.model_validate, model.model_validate_json)
+        self.problems += model_errors.problems(errors, model, ptr, data=params, skip=at_expression)
 
     def _check_type_allowed(self, step_type: type[Step], where: str) -> None:
         """The engine configuration may allow-list step types: ``[engine] allowed_step_types``."""
@@ -547,109 +560,3 @@ def _strip_optional(annotation: Any) -> Any:
         if len(rest) == 1:
             return rest[0]
     return annotation
-
-
-def _fields_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model found by walking ``loc`` from ``model`` (for 'did you mean')."""
-    current: Any = model
-    for token in loc:
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(str(token)) or next(
-                (f for f in current.model_fields.values() if f.alias == token), None
-            )
-            if info is None:
-                return []
-            current = info.annotation
-        else:
-            current = _element_type(current)
-            if current is None:
-                return []
-        while not (isinstance(current, type) and issubclass(current, BaseModel)):
-            args = [a for a in typing.get_args(current) if a is not type(None)]
-            if typing.get_origin(current) in (list, dict) or len(args) != 1:
-                break
-            current = args[0]
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [info.alias or name for name, info in current.model_fields.items()]
-    return []
-
-
-def _element_type(annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is list and args:
-        return args[0]
-    if origin is dict and len(args) == 2:
-        return args[1]
-    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-    return models[0] if len(models) == 1 else None
-
-
-_FRIENDLY = {
-    "model_type": "must be an object",
-    "model_attributes_type": "must be an object",
-    "dict_type": "must be an object",
-    "list_type": "must be a list",
-    "string_type": "must be a string",
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "int_from_float": "must be a whole number",
-    "float_type": "must be a number",
-    "float_parsing": "must be a number",
-    "bool_type": "must be true or false",
-    "bool_parsing": "must be true or false",
-}
-
-
-def _data_loc(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    """pydantic's ``loc`` without the tags of tagged unions (``sections/4/text/body`` is
-    ``sections/4/body`` in the document): a key that is not in the data is a tag, unless it is the
-    last one (a missing or unknown field). An index into an object is a shorthand that a model
-    wrapped into a list (``"checks": {...}`` read as ``[{...}]``): it is not in the document either."""
-    out: list[str | int] = []
-    for index, segment in enumerate(loc):
-        last = index == len(loc) - 1
-        if isinstance(data, dict) and segment in data:
-            data = data[segment]
-        elif isinstance(data, list) and isinstance(segment, int) and 0 <= segment < len(data):
-            data = data[segment]
-        elif isinstance(data, dict) and isinstance(segment, str) and not last:
-            continue  # a union tag
-        elif isinstance(data, dict) and segment == 0 and not last:
-            continue  # an object read as a list of one
-        else:
-            data = None
-        out.append(segment)
-    return tuple(out)
-
-
-def _problem_from_pydantic(error: Mapping[str, Any], model: Any, base: str) -> Problem:
-    loc = tuple(error["loc"])
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        name = str(loc[-1])
-        fields = _fields_at(model, loc[:-1])
-        hint = did_you_mean(name, fields) or (f"allowed: {', '.join(fields)}" if fields else None)
-        return Problem(pointers.from_loc(loc, base), f"unknown field {name!r}", hint)
-    if kind == "missing":
-        return Problem(pointers.from_loc(loc, base), f"required field {str(loc[-1])!r} is missing")
-    # drop pydantic's union-member tags such as 'function-after[...]' from the pointer
-    clean = tuple(t for t in loc if not (isinstance(t, str) and ("[" in t or t in ("str", "int", "float", "bool"))))
-    message = _FRIENDLY.get(kind) or error["msg"].replace("Input should be", "must be")
-    if kind == "value_error":  # a model's own validator: its message says what is wrong, and shows the value
-        return Problem(pointers.from_loc(clean, base), message.removeprefix("Value error, "))
-    if kind == "too_short":
-        least = error.get("ctx", {}).get("min_length", 1)
-        message = "must not be empty" if least == 1 else f"must have at least {least} items"
-    if kind == "string_pattern_mismatch":
-        message = f"{error['input']!r} does not match the pattern {error['ctx']['pattern']}"
-        if loc and loc[-1] == "id":
-            hint = (
-                "use lowercase letters, digits, '_' and '-', starting with a letter"
-                if len(loc) == 1
-                else "use lowercase letters, digits and '_', starting with a letter or '_'"
-            )
-            return Problem(pointers.from_loc(loc, base), message, hint)
-    elif "input" in error and not isinstance(error["input"], dict | list) and kind != "missing":
-        message = f"{message} (got {error['input']!r})"
-    return Problem(pointers.from_loc(clean, base), message)

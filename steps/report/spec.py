@@ -7,9 +7,11 @@ they are excluded from ``model_dump`` so the dumped spec is plain JSON describin
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 FormatType = Literal["auto", "text", "number", "integer", "percent", "currency", "date"]
 Status = Literal["good", "warning", "bad", "info", "neutral"]
@@ -150,9 +152,11 @@ class Chart(_Section):
         import re
 
         if value not in CHART_KINDS and not re.match(_PLUGIN_NAME, value):
-            raise ValueError(
+            raise _unknown(
                 f"unknown chart kind {value!r} (kinds: {', '.join(CHART_KINDS)}; "
-                "a plugin's own kinds contain a dot, like 'acme.waterfall')"
+                "a plugin's own kinds contain a dot, like 'acme.waterfall')",
+                value,
+                CHART_KINDS,
             )
         return value
 
@@ -214,11 +218,20 @@ class PluginSection(_Section):
         import re
 
         if not re.match(_PLUGIN_NAME, value):
-            raise ValueError(
+            raise _unknown(
                 f"unknown section type {value!r} (types: {', '.join(SECTION_TYPES)}; "
-                "a plugin's own types contain a dot, like 'acme.map')"
+                "a plugin's own types contain a dot, like 'acme.map')",
+                value,
+                SECTION_TYPES,
             )
         return value
+
+
+def _unknown(message: str, value: str, choices: tuple[str, ...]) -> PydanticCustomError:
+    """A validation error whose problem carries "did you mean" (engine validation shows ctx's hint)."""
+    match = difflib.get_close_matches(value, choices, n=1, cutoff=0.65)
+    hint = f"did you mean {match[0]!r}?" if match else None
+    return PydanticCustomError("unknown_choice", "{message}", {"message": message, "hint": hint})
 
 
 def _section_tag(value: Any) -> str:

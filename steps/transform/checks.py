@@ -28,8 +28,7 @@ DTYPE_WORDS = {
 
 
 class CheckRule(BaseModel):
-    """One or more of: ge, gt, le, lt, eq, ne, in_range [min, max], isin [...], str_matches REGEX,
-    str_length [min, max]. Each key is one check: ``{"ge": 0, "le": 100}`` is two."""
+    """One or more of: ge, gt, le, lt, eq, ne, in_range, isin, str_matches, str_length; each key is one check."""
 
     model_config = ConfigDict(extra="forbid")
     ge: Any = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine import Step, StepContext, StepError
 
@@ -45,18 +45,21 @@ class ColumnRule(BaseModel):
     nullable: bool = Field(False, description="Whether null values are allowed.")
     unique: bool = Field(False, description="Whether values must be unique in the column (see 'keep').")
     required: bool = Field(True, description="Whether the column must exist.")
-    checks: list[CheckRule] = Field(
+    checks: list[CheckRule] | CheckRule = Field(
         default_factory=list,
         description='Value checks: [{"ge": 0}, {"isin": ["a", "b"]}]; each key of a check object is one '
         'check, so {"ge": 0, "le": 100} is two, and "checks": {"ge": 0, "le": 100} works too.',
     )
 
-    @model_validator(mode="before")
+    @field_validator("checks")
     @classmethod
-    def _checks_object(cls, value: Any) -> Any:
-        if isinstance(value, dict) and isinstance(value.get("checks"), dict):
-            value = {**value, "checks": [value["checks"]]}
-        return value
+    def _one_or_many(cls, value: list[CheckRule] | CheckRule) -> list[CheckRule]:
+        return [value] if isinstance(value, CheckRule) else value
+
+    def check_items(self) -> list[tuple[str, Any]]:
+        """``(kind, argument)`` of every check of the column, in order."""
+        checks = [self.checks] if isinstance(self.checks, CheckRule) else self.checks
+        return [item for check in checks for item in check.items()]
 
 
 class ValidateStats(BaseModel):

@@ -341,7 +341,7 @@ def test_step_with_bad_id_still_gets_its_other_problems_reported(step):
         ),
         pytest.param(
             {"id": "a", "type": "test.typed", "params": {"count": "abc"}},
-            [("/steps/0/params/count", "must be an integer (got 'abc')", None)],
+            [("/steps/0/params/count", 'expected an integer, got the string "abc"', None)],
             id="wrong-type",
         ),
         pytest.param(
@@ -881,7 +881,7 @@ def test_every_problem_is_reported_at_once_sorted_by_location():
     with pytest.raises(PolicyError) as info:
         validate_document(doc)
     assert [str(p) for p in info.value.problems] == [
-        "/max_concurrency: must be an integer (got 'lots')",
+        '/max_concurrency: expected an integer, got the string "lots"',
         "/steps/0/params/value/ref: ref 'ctx.params.regoin': unknown parameter 'regoin' (did you mean 'region'?)",
         "/steps/1/depends_on/0: depends on unknown step 'fetchh' (did you mean 'fetch'?)",
         "/steps/1/type: unknown step type 'core.asert' (did you mean 'core.assert'?)",
@@ -892,7 +892,7 @@ def test_every_problem_is_reported_at_once_sorted_by_location():
         "(templates can use params, run and step ids, also as ctx.NAME)",
         "/steps/4/retry/max_attempt: unknown field 'max_attempt' (did you mean 'max_attempts'?)",
         "/steps/5/params/value/ref: ref 'ctx.run.error': ctx.run.error is only set in on_failure steps",
-        "/steps/10/params/count: must be an integer (got 'many')",
+        '/steps/10/params/count: expected an integer, got the string "many"',
     ]
     assert str(info.value).splitlines()[0] == "11 problems"
 
