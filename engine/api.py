@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import secrets
-from collections.abc import Callable, Mapping
+import shlex
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,9 @@ from . import outputs
 from .artifacts import ArtifactStore
 from .config import EngineConfig
 from .errors import PolicyError, ResumeError, UsageError
+from .logs import get_logger
 from .params import check_params, coerce_param
+from .policy import sha256_of
 from .runner import Observer, Runner, RunSetup
 from .states import RunState, StepState, check_run
 from .store import Store, dumps, now
@@ -32,6 +36,8 @@ class StepSummary:
     skip_reason: str | None
     type: str = ""
     phase: str = "main"
+    run_attempt: int = 1  # the run attempt (1, or the resume) in which the step last ran
+    kept: bool = False  # a resume kept this step's earlier result instead of running it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +49,8 @@ class StepSummary:
             "skip_reason": self.skip_reason,
             "type": self.type,
             "phase": self.phase,
+            "run_attempt": self.run_attempt,
+            "kept": self.kept,
         }
 
 
@@ -62,6 +70,10 @@ class RunResult:
     preview_dir: str | None
     steps: list[StepSummary] = field(default_factory=list)
     scheduled_for: str | None = None
+    policy_path: str | None = None
+    # the file at policy_path differs now from the policy the run recorded (edited since)
+    policy_file_changed: bool = False
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,7 +88,78 @@ class RunResult:
             "error": self.error,
             "preview_dir": self.preview_dir,
             "scheduled_for": self.scheduled_for,
+            "policy_path": self.policy_path,
+            "policy_file_changed": self.policy_file_changed,
+            "resumes": self.resumes,
             "steps": [s.to_dict() for s in self.steps],
+        }
+
+    def resume_command(self) -> str:
+        """What to type to resume this run: with ``--policy`` when its file was edited since."""
+        if self.policy_file_changed and self.policy_path:
+            return f"engine resume {self.run_id} --policy {_shell_word(_display_path(self.policy_path))}"
+        return f"engine resume {self.run_id}"
+
+
+@dataclass
+class ResumePlan:
+    """What ``engine resume`` will do, worked out before anything is claimed (:func:`plan_resume`).
+
+    - ``changed``: steps whose definition differs from what the run recorded (new steps too);
+    - ``rerun``: steps named with ``--rerun``;
+    - ``kept``: steps whose earlier result is kept (not run again);
+    - ``kept_side_effects``: kept steps with side effects that changed or are downstream of a
+      changed step: what they did stays as it was (name them with ``--rerun`` to run them again);
+    - ``policy_file_changed``: without ``--policy``, the run's policy file whose content now
+      differs from the recorded policy the resume will use (the edits are not used).
+    """
+
+    run_id: str
+    attempt: int
+    valid: ValidPolicy
+    policy_source: str
+    changed: list[str]
+    rerun: list[str]
+    kept: list[str]
+    kept_side_effects: list[str]
+    policy_file_changed: str | None
+    _kept_values: dict[str, tuple[StepState, Any]] = field(default_factory=dict, repr=False)
+    _resets: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _row: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def warnings(self) -> list[str]:
+        """What a person should know before the resume runs, one sentence each."""
+        out = []
+        if self.policy_file_changed:
+            shown = _display_path(self.policy_file_changed)
+            out.append(
+                f"{shown} has changed since run {self.run_id} started; this resume uses the policy as the run "
+                f"recorded it, not your edits. To resume with the edited file: "
+                f"engine resume {self.run_id} --policy {_shell_word(shown)}"
+            )
+        if self.kept_side_effects:
+            many = len(self.kept_side_effects) > 1
+            names = ", ".join(self.kept_side_effects)
+            flags = " ".join(f"--rerun {sid}" for sid in self.kept_side_effects)
+            out.append(
+                f"side-effect step{'s' if many else ''} {names} succeeded before and {'are' if many else 'is'} kept, "
+                f"though {'they' if many else 'it'} changed or depend{'' if many else 's'} on a changed step "
+                f"({', '.join(self.changed)}): what {'they' if many else 'it'} did is not redone with the new "
+                f"data. To run {'them' if many else 'it'} again, add {flags}"
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "attempt": self.attempt,
+            "policy_source": self.policy_source,
+            "changed": self.changed,
+            "rerun": self.rerun,
+            "kept": self.kept,
+            "kept_side_effects": self.kept_side_effects,
+            "policy_file_changed": self.policy_file_changed,
+            "warnings": self.warnings(),
         }
 
 
@@ -166,16 +249,20 @@ async def run_policy(
     return get_run(store, run_id)
 
 
-async def resume_run(
+def plan_resume(
     run_id: str,
     *,
     store: Store,
     policy_path: str | Path | None = None,
-    observer: Observer | None = None,
-    on_runner: Callable[[Runner], None] | None = None,
+    rerun: Sequence[str] = (),
     config: EngineConfig | None = None,
-) -> RunResult:
-    """Continue a FAILED, PARTIAL or CANCELLED run under the same id, keeping what succeeded."""
+) -> ResumePlan:
+    """Work out what resuming ``run_id`` would do, and refuse what cannot be resumed; claims nothing.
+
+    ``policy_path`` is an edited policy file to resume with (its changed steps and their
+    dependents run again); ``rerun`` names steps to run again although their result would be kept
+    (a side-effect step downstream of a change), with what depends on them.
+    """
     config = config if config is not None else EngineConfig.load()
     store.mark_interrupted()
     row = require_run(store, run_id)
@@ -186,34 +273,105 @@ async def resume_run(
     if status is RunState.RUNNING:
         raise ResumeError(f"run {run_id} is still running (pid {row['pid']} on {row['host']}); wait for it or stop it")
     check_run(run_id, status, RunState.RUNNING)
+    file_changed = None
     if policy_path is not None:
         valid = validate_file(policy_path, config)
         if valid.id != row["policy_id"]:
             raise ResumeError(
                 f"{policy_path}: policy id {valid.id!r} does not match run {run_id}'s policy {row['policy_id']!r}"
             )
+        source = str(Path(policy_path).resolve())
     else:
         stored_path = Path(row["policy_path"]) if row["policy_path"] else None
         valid = validate_document(json.loads(row["policy_json"]), stored_path, config)
+        source = "recorded"
+        if policy_file_changed(row):
+            file_changed = row["policy_path"]
+    unknown = [sid for sid in rerun if sid not in valid.main_set]
+    if unknown:
+        raise UsageError(
+            "; ".join(
+                f"--rerun {sid!r}: no such step in policy {valid.id!r}" + _did_you_mean(sid, valid.main_ids)
+                for sid in unknown
+            )
+        )
+    rows = {r["step_id"]: r for r in store.get_steps(run_id)}
+    changed = [
+        sid for sid in valid.main_ids if sid not in rows or rows[sid]["definition_hash"] != valid.definition_hashes[sid]
+    ]
+    forced = list(dict.fromkeys(rerun))
+    kept, resets = _plan_steps(valid, rows, store, set(changed), set(forced))
+    touched = graphs.downstream(valid.graph, set(changed))  # the changed steps and their dependents
+    kept_side_effects = [
+        sid
+        for sid in valid.main_ids
+        if sid in touched and sid in kept and kept[sid][0] is StepState.SUCCESS and rows[sid]["side_effects"]
+    ]
+    return ResumePlan(
+        run_id=run_id,
+        attempt=row["attempt"] + 1,
+        valid=valid,
+        policy_source=source,
+        changed=changed,
+        rerun=forced,
+        kept=[sid for sid in valid.main_ids if sid in kept],
+        kept_side_effects=kept_side_effects,
+        policy_file_changed=file_changed,
+        _kept_values=kept,
+        _resets=resets,
+        _row=row,
+    )
+
+
+async def resume_run(
+    run_id: str,
+    *,
+    store: Store,
+    policy_path: str | Path | None = None,
+    rerun: Sequence[str] = (),
+    observer: Observer | None = None,
+    on_runner: Callable[[Runner], None] | None = None,
+    config: EngineConfig | None = None,
+) -> RunResult:
+    """Continue a FAILED, PARTIAL or CANCELLED run under the same id, keeping what succeeded.
+
+    The run keeps its trigger and slot; its ``attempt`` goes up by one, and the resume is
+    recorded (``run_resumes``) with the policy it used, the changed steps and the ``rerun`` ones.
+    See :func:`plan_resume` for ``policy_path`` and ``rerun``.
+    """
+    config = config if config is not None else EngineConfig.load()
+    plan = plan_resume(run_id, store=store, policy_path=policy_path, rerun=rerun, config=config)
+    row, valid, run_id, attempt = plan._row, plan.valid, plan.run_id, plan.attempt
     # the run keeps its params; a param the (fixed) policy newly declares takes its default
     stored = json.loads(row["params_json"])
     params = check_params(valid.policy, {k: v for k, v in stored.items() if k in valid.policy.params})
-    rows = {r["step_id"]: r for r in store.get_steps(run_id)}
-    kept, resets = _plan_resume(valid, rows, store)
-    attempt = row["attempt"] + 1
+    rows = {r["step_id"] for r in store.get_steps(run_id)}
     new_rows = [r for r in _step_rows(valid) if r["step_id"] not in rows]
     removed = [sid for sid in rows if sid not in valid.position_of]
+    run_values: dict[str, Any] = {"policy_json": dumps(valid.document), "policy_hash": valid.hash}
+    if policy_path is not None:
+        run_values["policy_path"] = plan.policy_source
     # everything that can fail has been checked: only now is the run claimed
     store.claim_resume(
         run_id,
         attempt,
-        resets,
-        {"policy_json": dumps(valid.document), "policy_hash": valid.hash, "trigger": "resume"},
+        plan._resets,
+        run_values,
         inserts=new_rows,
         deletes=removed,
         positions={sid: i for sid, i in valid.position_of.items()},
+        resume={
+            "policy_source": plan.policy_source,
+            "policy_hash": valid.hash,
+            "changed_json": dumps(plan.changed),
+            "rerun_json": dumps(plan.rerun),
+            "kept_json": dumps(plan.kept),
+        },
     )
+    for warning in plan.warnings():
+        get_logger().bind(run_id=run_id, policy_id=valid.id).warning("run.resume_warning", warning=warning)
     preview_dir = Path(row["preview_dir"]) if row["preview_dir"] else None
+    trigger = row["trigger"]
     setup = RunSetup(
         store=store,
         valid=valid,
@@ -223,9 +381,9 @@ async def resume_run(
         dry_run=bool(row["dry_run"]),
         preview_dir=preview_dir,
         observer=observer,
-        kept=kept,
+        kept=plan._kept_values,
         run_info=_run_info(
-            run_id, valid.id, row["started_at"], bool(row["dry_run"]), attempt, "resume", row["scheduled_for"]
+            run_id, valid.id, row["started_at"], bool(row["dry_run"]), attempt, trigger, row["scheduled_for"]
         ),
         config=config,
     )
@@ -233,15 +391,19 @@ async def resume_run(
     return get_run(store, run_id)
 
 
-def _plan_resume(
-    valid: ValidPolicy, rows: Mapping[str, Mapping[str, Any]], store: Store
+def _plan_steps(
+    valid: ValidPolicy,
+    rows: Mapping[str, Mapping[str, Any]],
+    store: Store,
+    changed: set[str],
+    forced: set[str],
 ) -> tuple[dict[str, tuple[StepState, Any]], dict[str, dict[str, Any]]]:
-    """Which steps keep their result (and their outputs), and which are reset to PENDING."""
+    """Which steps keep their result (and their outputs), and which are reset to PENDING.
+
+    A step runs again when it changed, depends on a changed or forced step, or is forced; a
+    successful side-effect step keeps its result (even when it changed) unless it is forced."""
     artifacts = ArtifactStore(store.state_dir / "artifacts")
-    changed = {
-        sid for sid in valid.main_ids if sid not in rows or rows[sid]["definition_hash"] != valid.definition_hashes[sid]
-    }
-    rerun = graphs.downstream(valid.graph, changed)
+    rerun = graphs.downstream(valid.graph, changed | forced)
     kept: dict[str, tuple[StepState, Any]] = {}
     resets: dict[str, dict[str, Any]] = {}
     for sid in graphs_order(valid):
@@ -251,7 +413,8 @@ def _plan_resume(
         status = StepState(row["status"])
         upstream_kept = all(dep in kept for dep in valid.deps[sid])
         on_failure = sid not in valid.main_set  # alerts run again if the resumed run fails again
-        if status is StepState.SUCCESS and not on_failure and (sid not in rerun or row["side_effects"]):
+        protected = bool(row["side_effects"]) and sid not in forced
+        if status is StepState.SUCCESS and not on_failure and (sid not in rerun or protected):
             output = outputs.decode(json.loads(row["output_json"]), artifacts) if row["output_json"] else None
             kept[sid] = (status, output)
         elif (
@@ -277,6 +440,41 @@ def _plan_resume(
                 "definition_hash": valid.definition_hashes[sid],
             }
     return kept, resets
+
+
+def policy_file_changed(row: Mapping[str, Any]) -> bool:
+    """Whether the run's policy file (``runs.policy_path``) now differs from the policy it recorded.
+
+    Compared by content hash (whitespace and key order do not count); a file that is gone is
+    not "changed" (there is nothing to resume with), one that no longer parses is."""
+    path = row.get("policy_path")
+    if not path:
+        return False
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        return bool(sha256_of(json.loads(text)) != row["policy_hash"])
+    except ValueError:
+        return True
+
+
+def _did_you_mean(name: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (steps: {', '.join(choices)})"
+
+
+def _display_path(path: str) -> str:
+    """A path relative to the working directory when it is under it (shorter to type)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def _shell_word(text: str) -> str:
+    return shlex.quote(text)
 
 
 def graphs_order(valid: ValidPolicy) -> list[str]:
@@ -345,6 +543,7 @@ def require_run(store: Store, run_id: str) -> dict[str, Any]:
 
 def get_run(store: Store, run_id: str) -> RunResult:
     row = require_run(store, run_id)
+    attempt = row["attempt"]
     steps = [
         StepSummary(
             id=s["step_id"],
@@ -355,14 +554,30 @@ def get_run(store: Store, run_id: str) -> RunResult:
             skip_reason=s["skip_reason"],
             type=s["type"],
             phase=s["phase"],
+            run_attempt=s["run_attempt"],
+            kept=attempt > 1
+            and s["run_attempt"] < attempt
+            and s["status"] in (StepState.SUCCESS.value, StepState.SKIPPED.value),
         )
         for s in store.get_steps(row["id"])
+    ]
+    resumes = [
+        {
+            "attempt": r["attempt"],
+            "resumed_at": r["resumed_at"],
+            "policy_source": r["policy_source"],
+            "policy_hash": r["policy_hash"],
+            "changed": json.loads(r["changed_json"]),
+            "rerun": json.loads(r["rerun_json"]),
+            "kept": json.loads(r["kept_json"]),
+        }
+        for r in (store.get_resumes(row["id"]) if attempt > 1 else [])
     ]
     return RunResult(
         run_id=row["id"],
         policy_id=row["policy_id"],
         status=row["status"],
-        attempt=row["attempt"],
+        attempt=attempt,
         dry_run=bool(row["dry_run"]),
         trigger=row["trigger"],
         started_at=row["started_at"],
@@ -371,4 +586,7 @@ def get_run(store: Store, run_id: str) -> RunResult:
         preview_dir=row["preview_dir"],
         steps=steps,
         scheduled_for=row["scheduled_for"],
+        policy_path=row["policy_path"],
+        policy_file_changed=policy_file_changed(row),
+        resumes=resumes,
     )

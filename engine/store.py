@@ -1,7 +1,8 @@
 """Durable run state through SQLAlchemy 2 Core: SQLite by default, any SQLAlchemy URL later.
 
 Tables: ``runs``, ``step_runs`` (one row per step per run), ``step_attempts`` (every attempt),
-``pipeline_state``, ``schedule_slots`` (the slots schedulers claimed) and ``schema_migrations``.
+``pipeline_state``, ``schedule_slots`` (the slots schedulers claimed), ``run_resumes`` (each
+``engine resume`` of a run) and ``schema_migrations``.
 Every write is its own committed transaction, so the database
 always shows the last state the runner reached.
 
@@ -115,6 +116,20 @@ schedule_slots = sa.Table(
     sa.Column("host", sa.String(255)),
 )
 
+run_resumes = sa.Table(
+    # one row per `engine resume` of a run: what it ran with and what it was told to run again
+    "run_resumes",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("resumed_at", sa.String(40), nullable=False),
+    sa.Column("policy_source", sa.Text, nullable=False),  # "recorded", or the --policy file's path
+    sa.Column("policy_hash", sa.String(64), nullable=False),
+    sa.Column("changed_json", sa.Text, nullable=False),  # steps whose definition changed
+    sa.Column("rerun_json", sa.Text, nullable=False),  # steps named with --rerun
+    sa.Column("kept_json", sa.Text, nullable=False),  # steps whose earlier result was kept
+)
+
 schema_migrations = sa.Table(
     "schema_migrations",
     metadata,
@@ -188,10 +203,15 @@ def _v3_schedule_slots(conn: Connection) -> None:
     schedule_slots.create(conn, checkfirst=True)
 
 
+def _v4_run_resumes(conn: Connection) -> None:
+    run_resumes.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_create_tables),
     (2, _v2_pipeline_state),
     (3, _v3_schedule_slots),
+    (4, _v4_run_resumes),
 ]
 
 
@@ -392,13 +412,17 @@ class Store:
         inserts: list[dict[str, Any]] = [],  # noqa: B006 - never mutated
         deletes: list[str] = [],  # noqa: B006
         positions: dict[str, int] = {},  # noqa: B006
+        resume: dict[str, Any] | None = None,
     ) -> None:
         """Move a run back to RUNNING and reset the steps that will run again, atomically.
 
         ``inserts``/``deletes`` add and drop step rows when a resume uses an edited policy;
-        ``positions`` renumbers the rows to the new policy order.
+        ``positions`` renumbers the rows to the new policy order; ``resume`` is the
+        ``run_resumes`` row that records this resume.
         """
         with self.engine.begin() as conn:
+            if resume is not None:
+                conn.execute(run_resumes.insert().values(run_id=run_id, attempt=attempt, resumed_at=now(), **resume))
             if deletes:
                 conn.execute(step_runs.delete().where(step_runs.c.run_id == run_id, step_runs.c.step_id.in_(deletes)))
             if inserts:
@@ -568,6 +592,7 @@ class Store:
             return
         with self.engine.begin() as conn:
             conn.execute(step_attempts.delete().where(step_attempts.c.run_id.in_(run_ids)))
+            conn.execute(run_resumes.delete().where(run_resumes.c.run_id.in_(run_ids)))
             conn.execute(step_runs.delete().where(step_runs.c.run_id.in_(run_ids)))
             conn.execute(runs.delete().where(runs.c.id.in_(run_ids), runs.c.status != "RUNNING"))
 
@@ -592,6 +617,12 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(sa.select(runs.c.id).where(runs.c.id.startswith(prefix)).limit(5)).scalars())
 
+    def get_resumes(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's resumes, oldest first (``run_resumes`` rows)."""
+        with self.engine.connect() as conn:
+            query = sa.select(run_resumes).where(run_resumes.c.run_id == run_id).order_by(run_resumes.c.attempt)
+            return [dict(r) for r in conn.execute(query).mappings()]
+
     def get_steps(self, run_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -614,7 +645,9 @@ class Store:
             query = query.where(runs.c.policy_id == policy_id)
         if status:
             query = query.where(runs.c.status == status.upper())
-        if trigger:
+        if trigger == "resume":  # runs that were resumed keep their trigger; "resume" finds them
+            query = query.where(runs.c.attempt > 1)
+        elif trigger:
             query = query.where(runs.c.trigger == trigger)
         if since:
             query = query.where(runs.c.started_at >= since)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import __version__, logs
-from ..api import RunResult, get_run, resume_run, run_params, run_policy
+from ..api import RunResult, get_run, plan_resume, resume_run, run_params, run_policy
 from ..errors import EngineError, PolicyError, UsageError
 from ..plugins import load_plugins
 from ..runner import Runner
@@ -104,6 +104,30 @@ def _store(ctx: click.Context, state_dir: Path | None) -> Store:
     return store
 
 
+def _state_path(ctx: click.Context, state_dir: Path | None) -> Path | None:
+    """The state directory a reading command would open, or None when a database URL is set."""
+    import os
+
+    if os.environ.get("ENGINE_DB_URL"):
+        return None
+    return Path(state_dir or ctx.obj["state_dir"] or os.environ.get("ENGINE_STATE_DIR") or ".engine")
+
+
+def _no_state(path: Path) -> str:
+    return (
+        f"there is no run state in {path}/ (runs are recorded in ./.engine where 'engine run' was started, "
+        "or in --state-dir / ENGINE_STATE_DIR)"
+    )
+
+
+def _existing_store(ctx: click.Context, state_dir: Path | None, run_id: str) -> Store:
+    """The store of a command that reads a run: never creates an empty state directory."""
+    path = _state_path(ctx, state_dir)
+    if path is not None and not (path / "engine.db").exists():
+        raise UsageError(f"no run {run_id!r}: {_no_state(path)}")
+    return _store(ctx, state_dir)
+
+
 def _param_strings(values: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for item in values:
@@ -122,10 +146,72 @@ def _dump(data: Any) -> None:
 
 
 @cli.command()
-@policy_argument
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="POLICY_OR_FOLDER...")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def validate(policy: Path, as_json: bool) -> None:
-    """Check a policy and report every problem with its location (exit 2 if any)."""
+def validate(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Check policies and report every problem with its location (exit 2 if any).
+
+    Each argument is a policy file or a folder: a folder's *.json files are checked as
+    `engine serve` loads them, and a policy id used by more than one file is a problem for
+    every one of them."""
+    if len(paths) == 1 and not paths[0].is_dir():
+        _validate_one(paths[0], as_json)
+        return
+    from ..folders import load_folder
+
+    files = [p for p in paths if not p.is_dir()]
+    missing = [p for p in files if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(map(str, missing))}")
+    scan = load_folder([p for p in paths if p.is_dir()])
+    results = []
+    for path in [*files, *scan.files]:
+        if path in scan.files:
+            found = scan.files[path]
+            problems = scan.problems().get(path, [])
+            valid = found.valid if not found.problems else None
+            shared = [str(p) for p in scan.shared_with(path)] if len(scan.shared_with(path)) > 1 else None
+        else:
+            shared = None
+            try:
+                valid, problems = validate_file(path), []
+            except PolicyError as exc:
+                valid, problems = None, list(exc.problems)
+        results.append((path, valid, problems, shared))
+    ok = all(not problems for _, _, problems, _ in results)
+    if as_json:
+        _dump(
+            {
+                "valid": ok,
+                "policies": [
+                    {
+                        "valid": not problems,
+                        "policy": str(path),
+                        "policy_id": valid.id if valid else None,
+                        "steps": len(valid.position_of) if valid else None,
+                        "problems": [p.to_dict() for p in problems],
+                        **({"files": shared} if shared else {}),
+                    }
+                    for path, valid, problems, shared in results
+                ],
+            }
+        )
+    else:
+        for path, valid, problems, _ in results:
+            if problems:
+                render.print_problems(stderr, str(path), problems)
+            elif valid is not None:
+                stdout.print(f"{path}: valid ({len(valid.main_ids)} steps, {len(valid.failure_ids)} on_failure)")
+        bad = sum(1 for _, _, problems, _ in results if problems)
+        summary = (
+            f"{len(results)} policy files, {bad} with problems" if bad else f"{len(results)} policy files, all valid"
+        )
+        (stderr if bad else stdout).print(summary)
+    if not ok:
+        raise click.exceptions.Exit(2)
+
+
+def _validate_one(policy: Path, as_json: bool) -> None:
     try:
         valid = validate_file(policy)
     except PolicyError as exc:
@@ -150,7 +236,14 @@ def validate(policy: Path, as_json: bool) -> None:
 
 @cli.command()
 @policy_argument
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "mermaid", "dot"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "mermaid", "dot"]),
+    default="text",
+    show_default=True,
+    help="text: layers in words; json: the plan as JSON; mermaid or dot: a diagram of the graph.",
+)
 @click.option("--dry-run", is_flag=True, help="Show which steps a dry run would preview.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Set a run parameter.")
 def plan(policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...]) -> None:
@@ -178,6 +271,9 @@ def plan(policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...]) -> None
         f"(max_concurrency {result.max_concurrency}){' - dry run' if dry_run else ''}"
     )
     current = None
+    id_width = max((len(s.id) for s in result.steps), default=0)
+    type_width = max((len(s.type) for s in result.steps), default=0)
+    action_width = max((len(s.action) for s in result.steps), default=0)
     for step in result.steps:
         if step.layer != current:
             current = step.layer
@@ -185,7 +281,8 @@ def plan(policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...]) -> None
             stdout.print(f"{label} {step.layer}")
         note = f"  ({step.reason})" if step.reason else ""
         after = f"  after {', '.join(step.depends_on)}" if step.depends_on else ""
-        stdout.print(f"  {step.id:<24} {step.type:<16} {step.action}{after}{note}", markup=False)
+        line = f"  {step.id:<{id_width}}  {step.type:<{type_width}}  {step.action:<{action_width}}{after}{note}"
+        stdout.print(line.rstrip(), markup=False)
 
 
 @cli.command()
@@ -206,7 +303,7 @@ def steps(as_json: bool) -> None:
         effects = " [side effects]" if cls.side_effects else ""
         stdout.print(f"[bold]{cls.type}[/]{aliases}{escape(effects)}")
         summary = " ".join(cls.description().split("\n\n")[0].split())  # the first paragraph, on one line
-        stdout.print(f"    {summary}", markup=False)
+        stdout.print(render.code_spans(f"    {summary}"))
 
 
 # -- run, resume ------------------------------------------------------------------------------
@@ -249,20 +346,44 @@ def run(
     "--policy",
     "policy_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Use this (fixed) policy file; changed steps and their dependents run again.",
+    help="Resume with this edited policy file (same id): changed steps and their dependents run again. "
+    "Without it the policy as the run recorded it is used, and edits to the file are ignored.",
+)
+@click.option(
+    "--rerun",
+    "rerun",
+    multiple=True,
+    metavar="STEP",
+    help="Run STEP again (and what depends on it) though its earlier result would be kept, "
+    "e.g. a side-effect step downstream of a change (repeatable).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the finished run as one JSON object.")
 @state_dir_option
 @click.pass_context
-def resume(ctx: click.Context, run_id: str, policy_path: Path | None, as_json: bool, state_dir: Path | None) -> None:
-    """Continue a FAILED, PARTIAL or CANCELLED run without redoing what succeeded."""
-    store = _store(ctx, state_dir)
+def resume(
+    ctx: click.Context,
+    run_id: str,
+    policy_path: Path | None,
+    rerun: tuple[str, ...],
+    as_json: bool,
+    state_dir: Path | None,
+) -> None:
+    """Continue a FAILED, PARTIAL or CANCELLED run without redoing what succeeded.
+
+    RUN_ID may be a unique prefix of the run id. Edits to the policy file need --policy FILE:
+    without it the resume runs the policy as the run recorded it."""
+    store = _existing_store(ctx, state_dir, run_id)
     valid = validate_file(policy_path) if policy_path else None
+    plan = plan_resume(run_id, store=store, policy_path=policy_path, rerun=rerun)
+    for warning in plan.warnings():
+        stderr.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
 
     async def go(observer: Any, on_runner: Any) -> RunResult:
-        return await resume_run(run_id, store=store, policy_path=policy_path, observer=observer, on_runner=on_runner)
+        return await resume_run(
+            plan.run_id, store=store, policy_path=policy_path, rerun=rerun, observer=observer, on_runner=on_runner
+        )
 
-    result = _execute(store, valid, go, as_json, "resume")
+    result = _execute(store, valid or plan.valid, go, as_json, "resume")
     _finish(result, as_json)
 
 
@@ -305,9 +426,15 @@ TRIGGERS = ("manual", "schedule", "resume", "api")
 
 
 @cli.command()
-@click.option("--policy", "policy_id", help="Only runs of this policy id.")
-@click.option("--status", type=click.Choice([s.value for s in RunState], case_sensitive=False))
-@click.option("--trigger", type=click.Choice(TRIGGERS), help="Only runs started this way.")
+@click.option("--policy", "policy_id", metavar="POLICY_ID", help="Only runs of this policy id.")
+@click.option(
+    "--status", type=click.Choice([s.value for s in RunState], case_sensitive=False), help="Only runs in this state."
+)
+@click.option(
+    "--trigger",
+    type=click.Choice(TRIGGERS),
+    help="Only runs started this way (manual, schedule, api); resume: only runs that were resumed.",
+)
 @click.option(
     "--since",
     "--from",
@@ -318,8 +445,8 @@ TRIGGERS = ("manual", "schedule", "resume", "api")
 @click.option(
     "--until", "--to", "until", metavar="TIME", help="Only runs started before TIME (ISO 8601; UTC if no offset)."
 )
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @state_dir_option
 @click.pass_context
 def runs(
@@ -335,6 +462,13 @@ def runs(
 ) -> None:
     """List recent runs, newest first."""
     bounds = {name: _utc_text(name, value) for name, value in (("--since", since), ("--until", until))}
+    path = _state_path(ctx, state_dir)
+    if path is not None and not (path / "engine.db").exists():
+        if as_json:
+            _dump({"runs": []})
+        else:
+            stdout.print(f"no runs yet: {_no_state(path)}", markup=False)
+        return
     store = _store(ctx, state_dir)
     rows = store.list_runs(policy_id, status, limit, trigger=trigger, since=bounds["--since"], until=bounds["--until"])
     if as_json:
@@ -359,7 +493,9 @@ def runs(
             }
         )
     else:
-        render.print_runs(stdout, rows, filtered=bool(policy_id or status or trigger or since or until))
+        render.print_runs(
+            stdout, rows, filtered=bool(policy_id or status or trigger or since or until), where=store.state_dir
+        )
 
 
 def _utc_text(option: str, value: str | None) -> str | None:
@@ -381,13 +517,20 @@ def _utc_text(option: str, value: str | None) -> str | None:
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "mermaid", "dot"]), default="text")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON (same as --format json).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "mermaid", "dot"]),
+    default="text",
+    show_default=True,
+    help="text: a table of the steps; json: the run as JSON; mermaid or dot: the graph coloured by state.",
+)
 @state_dir_option
 @click.pass_context
 def show(ctx: click.Context, run_id: str, as_json: bool, fmt: str, state_dir: Path | None) -> None:
-    """Show one run: its steps, states, attempts and errors."""
-    store = _store(ctx, state_dir)
+    """Show one run: its steps, states, attempts and errors (RUN_ID may be a unique prefix)."""
+    store = _existing_store(ctx, state_dir, run_id)
     result = get_run(store, run_id)
     if as_json or fmt == "json":
         _dump(result.to_dict())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -78,6 +79,21 @@ class LiveTable:
         return table
 
 
+_CODE_SPAN = re.compile(r"``(.+?)``|`([^`]+)`")
+
+
+def code_spans(text: str) -> Text:
+    """A docstring line for the terminal: ``code`` (reStructuredText) and `code` shown as code, unquoted."""
+    out = Text()
+    end = 0
+    for match in _CODE_SPAN.finditer(text):
+        out.append(text[end : match.start()])
+        out.append(match.group(1) or match.group(2), style="cyan")
+        end = match.end()
+    out.append(text[end:])
+    return out
+
+
 def _seconds(value: float | None) -> str:
     if value is None:
         return ""
@@ -103,7 +119,10 @@ def print_run_summary(console: Console, result: RunResult) -> None:
     if result.preview_dir:
         console.print(f"  previews: {result.preview_dir}", highlight=False, markup=False)
     if result.status in ("FAILED", "PARTIAL", "CANCELLED"):
-        console.print(f"  resume with: engine resume {result.run_id}", highlight=False, markup=False)
+        hint = result.resume_command()
+        if result.policy_file_changed:
+            hint += "  (the policy file has changed since this run started)"
+        console.print(f"  resume with: {hint}", highlight=False, markup=False)
 
 
 def print_run_detail(console: Console, result: RunResult) -> None:
@@ -116,24 +135,50 @@ def print_run_detail(console: Console, result: RunResult) -> None:
     console.print(f"started {result.started_at}  finished {result.finished_at or '-'}", highlight=False, markup=False)
     if result.scheduled_for:
         console.print(f"slot {result.scheduled_for}", highlight=False, markup=False)
+    for resume in result.resumes:
+        source = "the recorded policy" if resume["policy_source"] == "recorded" else resume["policy_source"]
+        details = [f"with {source}"]
+        if resume["changed"]:
+            details.append(f"changed: {', '.join(resume['changed'])}")
+        if resume["rerun"]:
+            details.append(f"--rerun {', '.join(resume['rerun'])}")
+        details.append(f"kept: {', '.join(resume['kept']) or 'nothing'}")
+        console.print(
+            f"attempt {resume['attempt']}: resumed {resume['resumed_at'][:19].replace('T', ' ')} " + "; ".join(details),
+            highlight=False,
+            markup=False,
+        )
     if result.error:
         console.print(f"error: {result.error}", highlight=False, markup=False)
     if result.preview_dir:
         console.print(f"previews: {result.preview_dir}", highlight=False, markup=False)
+    resumed = result.attempt > 1
     table = Table(expand=False)
-    for column in ("step", "type", "state", "attempts", "duration", "note"):
+    columns = ["step", "type", "state", "attempts", "duration", *(["ran in"] if resumed else []), "note"]
+    for column in columns:
         table.add_column(column, justify="right" if column in ("attempts", "duration") else "left")
     for step in result.steps:
         name = step.id if step.phase == "main" else f"{step.id} (on_failure)"
+        ran = []
+        if resumed:  # which attempt of the run ran the step; "kept" when a resume kept its result
+            if step.kept:
+                ran = [f"attempt {step.run_attempt} (kept)"]
+            elif step.status == "PENDING":
+                ran = [""]
+            else:
+                ran = [f"attempt {step.run_attempt}"]
         table.add_row(
             name,
             step.type,
             Text(step.status, style=STATE_COLORS.get(step.status, "")),
             str(step.attempts),
             _seconds(step.duration_s),
+            *ran,
             step.error or step.skip_reason or "",
         )
     console.print(table)
+    if result.status in ("FAILED", "PARTIAL", "CANCELLED"):
+        console.print(f"resume with: {result.resume_command()}", highlight=False, markup=False)
 
 
 def print_problems(console: Console, source: str | None, problems: Sequence[Problem]) -> None:
@@ -148,12 +193,13 @@ def print_problems(console: Console, source: str | None, problems: Sequence[Prob
         console.print(text)
 
 
-def print_runs(console: Console, rows: list[dict[str, Any]], filtered: bool = False) -> None:
+def print_runs(console: Console, rows: list[dict[str, Any]], filtered: bool = False, where: Any = None) -> None:
     if not rows:
-        console.print("no runs match these filters" if filtered else "no runs yet")
+        place = f" in {where}/" if where is not None else ""
+        console.print(f"no runs match these filters{place}" if filtered else f"no runs yet{place}", markup=False)
         return
     table = Table(expand=False)
-    for column in ("run id", "policy", "status", "attempt", "trigger", "started", "finished"):
+    for column in ("run id", "policy", "status", "attempt", "trigger", "slot", "started", "finished"):
         table.add_column(column)
     for row in rows:
         status = row["status"] + (" (dry run)" if row["dry_run"] else "")
@@ -163,6 +209,7 @@ def print_runs(console: Console, rows: list[dict[str, Any]], filtered: bool = Fa
             Text(status, style=STATE_COLORS.get(row["status"], "")),
             str(row["attempt"]),
             row["trigger"],
+            (row["scheduled_for"] or "")[:16].replace("T", " "),
             row["started_at"][:19].replace("T", " "),
             (row["finished_at"] or "")[:19].replace("T", " "),
         )

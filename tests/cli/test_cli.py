@@ -110,7 +110,12 @@ def test_run_json_has_the_documented_shape(cli, write_policy):
         "skip_reason": None,
         "type": "core.value",
         "phase": "main",
+        "run_attempt": 1,
+        "kept": False,
     }
+    assert data["policy_path"] == str(path.resolve())
+    assert data["policy_file_changed"] is False
+    assert data["resumes"] == []
 
 
 def test_failed_run_exits_1(cli, write_policy):
@@ -434,9 +439,9 @@ def test_plan_text_mermaid_and_dot(cli, write_policy):
     assert text.stdout.splitlines() == [
         "policy test: 2 steps in 2 layers (max_concurrency 4)",
         "layer 1",
-        "  a                        core.value       run",
+        "  a  core.value  run",
         "layer 2",
-        "  b                        core.value       run  after a",
+        "  b  core.value  run  after a",
     ]
     mermaid = cli("plan", str(path), "--format", "mermaid").stdout
     assert mermaid.startswith("flowchart TD\n") and "    a --> b\n" in mermaid

@@ -17,19 +17,20 @@ def test_a_version_1_database_is_migrated_to_the_latest(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     new = Store(tmp_path)
-    assert new.schema_version() == len(store_module.MIGRATIONS) == 3
+    assert new.schema_version() == len(store_module.MIGRATIONS) == 4
     new.close()
     with sqlite3.connect(tmp_path / "engine.db") as con:
         columns = {row[1] for row in con.execute("pragma table_info(step_runs)")}
         tables = {row[0] for row in con.execute("select name from sqlite_master where type = 'table'")}
         versions = [row[0] for row in con.execute("select version from schema_migrations order by version")]
     assert "pending_state" in columns
-    assert {"runs", "step_runs", "step_attempts", "pipeline_state", "schedule_slots", "schema_migrations"} <= tables
-    assert versions == [1, 2, 3]
+    expected = {"runs", "step_runs", "step_attempts", "pipeline_state", "schedule_slots", "run_resumes"}
+    assert expected | {"schema_migrations"} <= tables
+    assert versions == [1, 2, 3, 4]
 
 
 def test_migrating_twice_changes_nothing(tmp_path):
     Store(tmp_path).close()
     again = Store(tmp_path)
-    assert again.schema_version() == 3
+    assert again.schema_version() == 4
     again.close()

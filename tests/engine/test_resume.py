@@ -435,10 +435,11 @@ def test_resume_with_a_policy_that_declares_a_new_param_uses_its_default(run, re
     assert outputs(store, first.run_id)["a"] == "eu"
 
 
-def test_a_resumed_run_is_triggered_by_resume(run, resume, store, write_policy):
+def test_a_resumed_run_keeps_its_trigger_and_is_found_as_resumed(run, resume, store, write_policy):
     failed = run(policy({"id": "a", "type": "test.fail", "params": {}}))
     assert (failed.trigger, failed.status) == ("api", "FAILED")  # engine.api from Python
     fixed = write_policy(policy({"id": "a", "type": "core.value", "params": {"value": 1}}), "fixed.json")
     resumed = resume(failed.run_id, policy_path=fixed)
-    assert (resumed.trigger, resumed.attempt, resumed.status) == ("resume", 2, "SUCCESS")
+    assert (resumed.trigger, resumed.attempt, resumed.status) == ("api", 2, "SUCCESS")
+    assert [r["id"] for r in store.list_runs(trigger="api")] == [failed.run_id]
     assert [r["id"] for r in store.list_runs(trigger="resume")] == [failed.run_id]
