@@ -7,8 +7,11 @@ draws every chart of a report with it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import signal
+import subprocess
 from typing import Any
 
 from engine import StepError
@@ -181,18 +184,34 @@ def browser_path(configured: str | None = None) -> str:
 
 _PAGE_NOT_READY = "kaleido_scopes is not defined"
 _PAGE_RACE_TRIES = 3
+CLOSE_TIMEOUT_S = 2.0
+"""How long closing Kaleido's browser may take before it is killed."""
 
 
 class ImageRenderer:
-    """One Kaleido browser for every chart of a render: ``async with ImageRenderer(path) as r``."""
+    """One Kaleido browser for every chart of a render: ``async with ImageRenderer(path) as r``.
+
+    Cancelling the task that draws (Ctrl-C, a run timeout) raises ``CancelledError`` out of it,
+    never a StepError, and leaving the ``async with`` never hangs: the browser is asked to close
+    and, when it has not within ``CLOSE_TIMEOUT_S``, its process group is killed.
+    """
 
     def __init__(self, browser: str) -> None:
         self.browser = browser
+        self.pid: int | None = None
+        """The browser's process id (Kaleido starts it as the leader of its own process group)."""
         self._kaleido: Any = None
 
     async def __aenter__(self) -> ImageRenderer:
-        await self._open()
+        try:
+            await self._open()
+        except BaseException:
+            await self._close()
+            raise
         return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
 
     async def _open(self) -> None:
         import kaleido
@@ -202,13 +221,30 @@ class ImageRenderer:
             self._kaleido = kaleido.Kaleido(mathjax=False, path=self.browser, timeout=120)
             await self._kaleido.open()
         except ChromeNotFoundError as exc:
+            _raise_if_cancelling(exc)
             raise StepError(INSTALL_HINT.format(names=", ".join(BROWSERS)), retryable=False) from exc
         except BrowserFailedError as exc:
+            # choreographer reports a cancelled start as "the browser seemed to close immediately"
+            _raise_if_cancelling(exc)
             raise StepError(f"Chromium ({self.browser}) failed to start for Kaleido: {exc}") from exc
+        finally:
+            process = getattr(self._kaleido, "subprocess", None)
+            self.pid = process.pid if process is not None else self.pid
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._kaleido is not None:
-            await self._kaleido.close()
+    async def _close(self) -> None:
+        """Close the browser within CLOSE_TIMEOUT_S, or kill it; also when cancelled meanwhile."""
+        browser, self._kaleido = self._kaleido, None
+        if browser is None:
+            return
+        closing = asyncio.ensure_future(browser.close())
+        closing.add_done_callback(_ignore_outcome)
+        try:
+            # shielded: a timeout or a second cancellation must not stop choreographer's close half-way
+            await asyncio.wait_for(asyncio.shield(closing), CLOSE_TIMEOUT_S)
+        except Exception:  # it timed out, or choreographer could not close it: killed below
+            pass
+        finally:
+            _kill(browser)
 
     async def image(self, fig: Any, fmt: str, scale: float = 1.0, where: str = "") -> bytes:
         opts = {"format": fmt, "width": fig.layout.width, "height": fig.layout.height, "scale": scale}
@@ -217,11 +253,39 @@ class ImageRenderer:
                 data: bytes = await self._kaleido.calc_fig(fig, opts=opts)
                 return data
             except Exception as exc:  # one boundary: Kaleido's and the browser's errors become step errors
+                _raise_if_cancelling(exc)  # e.g. the browser was killed because the run is stopping
                 if _PAGE_NOT_READY in str(exc) and attempt < _PAGE_RACE_TRIES:
                     # Kaleido can take the blank page's JavaScript context for its own when the
                     # machine is busy: its script is then "not defined". A new browser fixes it.
-                    await self._kaleido.close()
+                    await self._close()
                     await self._open()
                     continue
                 raise StepError(f"Kaleido could not draw the chart at {where}: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _raise_if_cancelling(exc: BaseException) -> None:
+    """Our task is being cancelled: whatever went wrong meanwhile is that cancellation."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError() from exc
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: no "exception was never retrieved" at exit
+
+
+def _kill(browser: Any) -> None:
+    """SIGKILL the browser's process group (the wrapper, Chromium and its helpers) and reap the wrapper."""
+    process = getattr(browser, "subprocess", None)
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # choreographer starts it with start_new_session=True
+    except (ProcessLookupError, PermissionError):
+        process.kill()
+    try:
+        process.wait(timeout=2)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not refused
+        pass
