@@ -157,8 +157,10 @@ def missed_slots(
     - ``none``: the newest slot only if it is on time; missed slots are skipped;
     - ``all``: every candidate in order, at most the ``max_catchup`` newest.
 
-    No ``last_slot`` (never run) means due now: the newest slot at or before ``now_utc``. A
-    disabled schedule has nothing to run.
+    No ``last_slot`` (never run) means due now: the newest slot at or before ``now_utc``; except
+    under ``catchup: none``, where a policy never run before runs that slot only within an
+    explicit ``misfire_grace_s`` of it, and otherwise waits for its next slot (the scheduler
+    records the newest past slot as skipped). A disabled schedule has nothing to run.
     """
     schedule = as_schedule(schedule)
     if not schedule.enabled:
@@ -166,7 +168,12 @@ def missed_slots(
     now = _utc(now_utc)
     if last_slot is None:
         latest = previous_fire(schedule, now)
-        return [latest] if latest is not None else []
+        if latest is None:
+            return []
+        if schedule.catchup == "none":
+            explicit = schedule.misfire_grace_s
+            return [latest] if explicit is not None and now - latest <= dt.timedelta(seconds=explicit) else []
+        return [latest]
     last = _utc(last_slot)
     if schedule.catchup == "all":
         taken: list[dt.datetime] = []

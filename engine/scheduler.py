@@ -257,9 +257,10 @@ class Scheduler:
         if after is not None and (last is None or after > last):
             last = after
         slots = missed_slots(schedule, last, now)
-        if not slots and last is not None:
+        if not slots:
             newest = previous_fire(schedule, now)
-            if newest is not None and newest > last:  # catchup none, and the newest slot is too late
+            # catchup none: the newest slot is too late, or the policy is new (it waits for its next slot)
+            if newest is not None and (last is None or newest > last):
                 key = slot_key(newest)
                 if self.store.record_slot(loaded.valid.id, key, "SKIPPED", "missed"):
                     self.log.warning("schedule.skipped", policy_id=loaded.valid.id, scheduled_for=key, reason="missed")

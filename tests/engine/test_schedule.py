@@ -146,6 +146,17 @@ def test_a_missing_last_slot_means_due_now_for_the_newest_slot():
     assert is_due(Schedule(**HOURLY), None, utc("2026-12-01T10:20")) is True
 
 
+def test_under_catchup_none_a_policy_never_run_waits_for_its_next_slot():
+    schedule = Schedule(**HOURLY, catchup="none")
+    assert missed_slots(schedule, None, utc("2026-12-01T10:20")) == []
+    # the scheduler then records 10:00 as skipped: 11:00 is on time
+    assert missed_slots(schedule, utc("2026-12-01T10:00"), utc("2026-12-01T11:00:05")) == [utc("2026-12-01T11:00")]
+    # within an explicit misfire_grace_s, the newest slot still runs
+    graced = Schedule(**HOURLY, catchup="none", misfire_grace_s=1800)
+    assert missed_slots(graced, None, utc("2026-12-01T10:20")) == [utc("2026-12-01T10:00")]
+    assert missed_slots(graced, None, utc("2026-12-01T10:40")) == []
+
+
 def test_nothing_is_due_before_the_next_slot():
     schedule = Schedule(**HOURLY)
     assert missed_slots(schedule, utc("2026-12-01T10:00"), utc("2026-12-01T10:59:59")) == []

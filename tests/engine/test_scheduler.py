@@ -354,6 +354,13 @@ def test_catchup_none_records_a_late_slot_as_missed_and_runs_nothing(store, fold
     assert due_at(store, folder, "2026-12-01T16:00:10") == [("2026-12-01T16:00:00+00:00", "SUCCESS", None)]
 
 
+def test_catchup_none_a_new_policy_waits_for_its_next_slot(store, folder):
+    write(folder, scheduled("daily", {"cron": "0 7 * * *", "catchup": "none"}, sleep_step(0)))
+    assert due_at(store, folder, "2026-12-01T15:00") == []  # added in the afternoon: no run now
+    assert slots(store) == [("2026-12-01T07:00:00+00:00", "SKIPPED", "missed")]
+    assert due_at(store, folder, "2026-12-02T07:00:20") == [("2026-12-02T07:00:00+00:00", "SUCCESS", None)]
+
+
 def test_a_wall_clock_jump_forward_is_handled_like_downtime(store, folder):
     write(folder, scheduled("hourly", {"interval_minutes": 60}, sleep_step(0)))
     due_at(store, folder, "2026-12-01T10:05")
