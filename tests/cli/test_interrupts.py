@@ -112,3 +112,52 @@ def test_no_child_process_outlives_a_cancelled_run(write_policy, state_dir, tmp_
     finally:
         if pid_alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_bytes()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def test_ctrl_c_while_the_flagship_draws_its_charts_ends_within_5_s_and_leaves_no_browser(state_dir, tmp_path):
+    """The issue's reproduction: SIGINT while render.pdf has Kaleido's Chromium drawing charts."""
+    flagship = ROOT / "policies" / "examples" / "sales_report.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", str(flagship), "--dry-run", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**_base_env(), "ENGINE_STATE_DIR": str(state_dir), "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+    )
+    _wait_for_state(state_dir, "pdf", "RUNNING", timeout=60)
+    deadline = time.monotonic() + 20
+    browsers: list[int] = []
+    while time.monotonic() < deadline and not browsers:  # wait until Kaleido's browser runs
+        browsers = [p for p in descendants(proc.pid) if b"chrom" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        time.sleep(0.1)
+    assert browsers, "render.pdf never started a browser"
+    time.sleep(1.0)  # into the drawing
+    out, err, took = stop(proc, signal.SIGINT)
+    assert took < 5, err
+    assert proc.returncode == 1
+    assert "Traceback" not in err
+    data = json.loads(out)
+    assert data["status"] == "CANCELLED"
+    pdf = next(s for s in data["steps"] if s["id"] == "pdf")
+    assert (pdf["status"], pdf["error"]) == ("FAILED", "cancelled by SIGINT")
+    time.sleep(0.3)
+    assert [p for p in browsers if pid_alive(p)] == []
