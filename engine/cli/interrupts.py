@@ -45,12 +45,21 @@ def run_async(
     on_signal: Callable[[signal.Signals], None],
     *,
     deadline_s: float | None = None,
+    every_signal: bool = False,
 ) -> T:
-    """Run ``main()`` to completion; see the module docstring for what signals do."""
+    """Run ``main()`` to completion; see the module docstring for what signals do.
+
+    With ``every_signal`` (``engine serve``, whose second signal cuts its grace period short),
+    every signal goes to ``on_signal`` and only a third SIGINT exits at once."""
     loop = asyncio.new_event_loop()
     _state.signalled = False
+    seen: list[signal.Signals] = []
 
     def handle(sig: signal.Signals) -> None:
+        seen.append(sig)
+        if every_signal and len(seen) == 2:
+            on_signal(sig)
+            return
         if _state.signalled:
             if sig is signal.SIGINT:
                 hard_exit(f"{sig.name} again: exiting now", SIGINT_EXIT)

@@ -20,7 +20,7 @@ from ..schedule import describe, fires_after, is_due, parse_slot, slot_key, zone
 from ..scheduler import Scheduler, utc_now
 from ..states import RunState
 from ..store import Store
-from . import _dump, _store, cli, state_dir_option, stdout
+from . import STOP_DEADLINE_S, _dump, _store, cli, interrupts, state_dir_option, stdout
 
 folders_argument = click.argument(
     "folders",
@@ -48,24 +48,21 @@ def serve(ctx: click.Context, folders: tuple[Path, ...], grace_s: float, state_d
     logs.configure(store.state_dir)
     scheduler = Scheduler(store, list(folders), EngineConfig.load())
 
+    stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():  # a second signal: do not wait for the grace period
+            for runner in list(scheduler.runners.values()):
+                runner.cancel(f"cancelled by a second {sig.name}")
+            return
+        scheduler.log.info("schedule.signal", signal=sig.name)
+        stop.set()
+
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-
-        def on_signal(sig: signal.Signals) -> None:
-            if stop.is_set():  # a second signal: do not wait for the grace period
-                for runner in list(scheduler.runners.values()):
-                    runner.cancel(f"cancelled by a second {sig.name}")
-                return
-            scheduler.log.info("schedule.signal", signal=sig.name)
-            stop.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig)
         await scheduler.serve(stop, grace_s)
 
     try:
-        asyncio.run(main())
+        interrupts.run_async(main, on_signal, every_signal=True)
     finally:
         logs.close()
         store.close()
@@ -94,20 +91,16 @@ def due(
     logs.configure(store.state_dir)
     scheduler = Scheduler(store, list(folders), EngineConfig.load())
 
+    def on_signal(sig: signal.Signals) -> None:
+        scheduler.stopping = True
+        for runner in list(scheduler.runners.values()):
+            runner.cancel(f"cancelled by {sig.name}")
+
     async def main() -> Any:
-        loop = asyncio.get_running_loop()
-
-        def on_signal(sig: signal.Signals) -> None:
-            scheduler.stopping = True
-            for runner in list(scheduler.runners.values()):
-                runner.cancel(f"cancelled by {sig.name}")
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig)
         return await scheduler.due(max_parallel)
 
     try:
-        outcomes, scan = asyncio.run(main())
+        outcomes, scan = interrupts.run_async(main, on_signal, deadline_s=STOP_DEADLINE_S)
     finally:
         logs.close()
     ok = scan.ok and all(o.status in (RunState.SUCCESS.value, "SKIPPED") for o in outcomes)

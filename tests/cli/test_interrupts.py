@@ -161,3 +161,27 @@ def test_ctrl_c_while_the_flagship_draws_its_charts_ends_within_5_s_and_leaves_n
     assert (pdf["status"], pdf["error"]) == ("FAILED", "cancelled by SIGINT")
     time.sleep(0.3)
     assert [p for p in browsers if pid_alive(p)] == []
+
+
+def test_engine_due_does_not_wait_for_a_busy_thread_either(state_dir, tmp_path):
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    doc = policy(
+        {"id": "busy", "type": "test.sync_sleep", "params": {"seconds": 60}}, schedule={"interval_seconds": 3600}
+    )
+    (folder / "busy.json").write_text(json.dumps(doc), encoding="utf-8")
+    env = {"ENGINE_STATE_DIR": str(state_dir), "ENGINE_PLUGINS": "tests.stepkit", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "due", str(folder), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**_base_env(), **env},
+        cwd=tmp_path,
+    )
+    _wait_for_state(state_dir, "busy", "RUNNING")
+    out, err, took = stop(proc, signal.SIGINT)
+    assert took < 5, err
+    assert proc.returncode == 1
+    assert "Traceback" not in err
+    assert [r["status"] for r in json.loads(out)["runs"]] == ["CANCELLED"]
