@@ -8,6 +8,7 @@ draws every chart of a report with it.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ from engine import StepError
 from .formats import SYMBOLS
 from .registry import chart_kind, chart_kinds, get_chart
 
-FONT = "Liberation Sans, DejaVu Sans, Arial, Helvetica, sans-serif"
+FONT = "Liberation Sans, Arial, Helvetica, DejaVu Sans, sans-serif"
 COLORWAY = ["#1f4e79", "#e07a1f", "#2e8b57", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d4ac0d"]
 WIDTH = 760  # px: the A4 text column at 96 dpi, a little wider so fonts print at about 9 pt
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -152,12 +153,36 @@ def _y_format(fig: Any, fmt: dict[str, Any] | None) -> None:
         return
     kind, places = fmt.get("type"), fmt.get("decimals")
     if kind == "percent":
-        fig.update_yaxes(tickformat=f".{0 if places is None else places}%")
+        fig.update_yaxes(tickformat=f".{max(places or 0, tick_decimals(fig, 100))}%")
     elif kind == "currency":
         symbol = SYMBOLS.get(fmt.get("currency", "USD"), fmt.get("currency", "") + " ")
-        fig.update_yaxes(tickprefix=symbol, tickformat=",.0f" if places is None else f",.{places}f")
+        fig.update_yaxes(tickprefix=symbol, tickformat=f",.{max(places or 0, tick_decimals(fig))}f")
     elif kind in ("number", "integer"):
-        fig.update_yaxes(tickformat=",.0f" if places is None else f",.{places}f")
+        fig.update_yaxes(tickformat=f",.{max(places or 0, tick_decimals(fig))}f")
+
+
+def tick_decimals(fig: Any, scale: float = 1) -> int:
+    """Decimals that tell every y tick Plotly can draw apart, for values shown times ``scale``.
+
+    Plotly draws at most 10 ticks: its step is 1, 2 or 5 times a power of ten and at least a tenth
+    of the axis range, and ticks are multiples of it. With the decimals of a tenth of the values'
+    span, no two ticks print alike: 0.571 to 0.583 as percents gives 1 (57.2%, 57.4%...), not
+    "57%, 57%, 58%". ``decimals`` in ``y_format`` is a minimum.
+    """
+    values = [
+        v * scale
+        for trace in fig.data
+        for name in ("y", "open", "high", "low", "close")
+        for v in (getattr(trace, name, None) or ())
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    ]
+    if not values:
+        return 0
+    low, high = min(values), max(values)
+    if any(trace.type == "bar" or getattr(trace, "stackgroup", None) for trace in fig.data):
+        low, high = min(low, 0), max(high, 0)  # bars and areas start at zero: the axis does too
+    span = high - low or 2 * scale  # one value v: Plotly's axis runs from v - 1 to v + 1
+    return max(0, -math.floor(math.log10(span / 10)))
 
 
 def points(fig: Any) -> int:

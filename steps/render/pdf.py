@@ -1,5 +1,7 @@
 """The PDF: WeasyPrint lays out the print HTML (``@page`` rules in ``report.css``) into pages.
 
+A relative URL (``fonts/LiberationSans-Regular.ttf``, ``logo.svg``) is looked up in the template
+folders in order, like a template: your ``template_dir`` first, then the built-in folder.
 Only ``data:`` URLs and files inside the template folders can be loaded: a template or a snapshot
 value can never make the renderer fetch from the network or read other files.
 """
@@ -19,7 +21,8 @@ def write_pdf(html: str, page_css: str, template_dirs: list[Path]) -> tuple[byte
 
     # WeasyPrint logs every CSS property it does not support at WARNING; they are not our errors
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    base = template_dirs[0]  # relative URLs in your templates resolve in your template_dir
+    # relative URLs resolve in your template_dir, then in the built-in folder (as templates do)
+    base = template_dirs[0]
     try:
         doc = weasyprint.HTML(string=html, base_url=str(base), url_fetcher=_fetcher(template_dirs)).render(
             stylesheets=[weasyprint.CSS(string=page_css)]
@@ -42,6 +45,11 @@ def _fetcher(roots: list[Path]) -> Any:
                 from urllib.request import url2pathname
 
                 path = Path(url2pathname(url[len("file://") :].split("?")[0])).resolve()
+                if not path.exists() and path.is_relative_to(allowed[0]):
+                    # not in the first folder: the same relative path in the next ones, first found wins
+                    relative = path.relative_to(allowed[0])
+                    path = next((r / relative for r in allowed[1:] if (r / relative).exists()), path)
+                    url = path.as_uri()
                 if any(path.is_relative_to(root) for root in allowed):
                     return super().fetch(url, headers)
             raise ValueError(f"not loaded: {url[:80]} (only data: URLs and files of the template folders)")

@@ -17,7 +17,7 @@ from engine import ArtifactRef, Step, StepContext, StepError
 
 from . import cache, charts, document, pdf
 
-RENDERER_VERSION = "3"
+RENDERER_VERSION = "4"
 """Bumped when a change to this package changes what the same snapshot renders to."""
 
 _LIBRARIES = ("jinja2", "plotly", "kaleido", "weasyprint", "markdown-it-py")

@@ -6,6 +6,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from .fonts import value_size
 from .formats import align_for, format_delta, format_value, is_number
 from .registry import section_renderer
 
@@ -52,10 +53,12 @@ def metric_card(section: dict[str, Any], frozen: dict[str, Any], doc: Any) -> di
         direction = "up" if delta > 0 else "down"
     good = (direction == "up") == section.get("higher_is_better", True) if direction != "flat" else None
     status = metric.get("status")
+    value = format_value(metric.get("value"), fmt)
     return {
         "id": frozen["metric"],
         "label": section["label"],
-        "value": format_value(metric.get("value"), fmt),
+        "value": value,
+        "value_size": value_size(value),
         "delta": format_delta(delta, metric.get("delta_pct"), fmt),
         "direction": direction,
         "arrow": {"up": "▲", "down": "▼", "flat": "■"}[direction],

@@ -19,6 +19,7 @@ import pytest
 from engine.api import run_policy
 from engine.store import Store
 from tests.conftest import ROOT
+from tests.steps.test_render_fonts import assert_inside, card_values
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -96,6 +97,13 @@ def test_the_pdf_has_the_title_metrics_tables_and_page_numbers(pdf):
     everything = "\n".join(text)
     assert "LATAM 186 $104,078 $57,233 $46,845 45.0%" in everything  # a row of the region table
     assert "16 more rows (36 in all)" in everything
+
+
+def test_every_card_value_stays_inside_its_card(pdf):
+    _, reader = pdf
+    values = card_values(reader.pages[0], ["Revenue", "Gross margin", "Orders", "Average order"])
+    assert [v[0] for v in values] == ["$1,110,626", "56.3%", "1,975", "$562"]
+    assert_inside(values)
 
 
 def test_svg_charts_are_embedded_as_vectors_with_selectable_text(pdf):

@@ -70,7 +70,7 @@ def test_cards_tables_and_the_fmt_filter_use_the_same_rounding(run, store):
         },
     ]
     html = html_of(store, run(report_policy(sections, rows=rows, render=("html",))))
-    assert '<div class="metric-value">$1,235</div>' in html
+    assert '<div class="metric-value size-xl">$1,235</div>' in html
     assert ">2.68</td>" in html and ">1,234.50</td>" in html
     assert "<p>Largest 1,235.</p>" in html
     assert "<p>Even $1,234.</p>" in html
