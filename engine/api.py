@@ -369,7 +369,7 @@ async def resume_run(
         },
     )
     for warning in plan.warnings():
-        get_logger().bind(run_id=run_id, policy_id=valid.id).warning("run.resume_warning", warning=warning)
+        get_logger().bind(run_id=run_id, policy_id=valid.id).info("run.resume_warning", warning=warning)
     preview_dir = Path(row["preview_dir"]) if row["preview_dir"] else None
     trigger = row["trigger"]
     setup = RunSetup(

@@ -13,6 +13,7 @@ import hashlib
 import heapq
 import json
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -528,6 +529,8 @@ class Runner:
             attempt_row = self._attempt_row(sid, attempt_started, state, values["error"])
         self._transition(sid, state, attempt_row, **values)
         if state is StepState.SUCCESS:
+            if self.setup.dry_run:
+                self._preview_files(sid, output)
             self.ctx.set_output(sid, output)
             log.info("step.succeeded", duration_s=duration, attempts=self.records[sid].attempts)
         elif state is StepState.SKIPPED:
@@ -544,6 +547,20 @@ class Runner:
         i = self.position[sid]
         main = len(self.valid.main_ids)
         return f"/steps/{i}" if i < main else f"/on_failure/{i - main}"
+
+    def _preview_files(self, sid: str, output: Any) -> None:
+        """In a dry run, copy the files a step made (its artifacts: a PDF, a page) into the preview
+        folder as ``STEP_ID/NAME``, so they can be opened without digging in the artifact store."""
+        if self.setup.preview_dir is None:
+            return
+        for ref in _artifact_refs(output):
+            name = Path(str(ref.get("name") or "")).name or ref["sha256"][:16]
+            target = self.setup.preview_dir / sid / name
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(ref["path"], target)
+            except OSError as exc:  # a convenience copy: never a reason to fail the step
+                self.log.warning("step.preview_file_failed", step_id=sid, file=name, error=str(exc))
 
     def _write_preview(self, sid: str, result: Any) -> None:
         if self.setup.preview_dir is None:
@@ -582,6 +599,28 @@ def _params_error(exc: ValidationError, base: str) -> str:
         got = redact.redact_value(error.get("input"))  # before repr, which would escape a secret
         parts.append(f"{pointers.from_loc(error['loc'], base)}: {error['msg']} (got {got!r})")
     return "invalid params after resolving values: " + "; ".join(parts)
+
+
+_ARTIFACT_KEYS = {"sha256", "path", "media_type", "size"}
+
+
+def _artifact_refs(value: Any, max_nodes: int = 10_000) -> list[dict[str, Any]]:
+    """The artifact references (``ArtifactRef`` as a dict) in a step's output, walked iteratively."""
+    found: list[dict[str, Any]] = []
+    stack, seen = [value], 0
+    while stack and seen < max_nodes:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, BaseModel):
+            item = item.model_dump()
+        if isinstance(item, dict):
+            if _ARTIFACT_KEYS <= item.keys() and isinstance(item.get("path"), str):
+                found.append(item)
+            else:
+                stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return found
 
 
 def _cancelling() -> bool:

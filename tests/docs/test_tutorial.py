@@ -161,16 +161,13 @@ def test_walk_the_tutorial(tmp_path: Path) -> None:
     (command,) = commands(page["dry-run-files"])
     previews = sorted(p.relative_to(reader.root).as_posix() for p in (reader.root / ".engine" / "runs").rglob("*.*"))
     assert [normalise(p) for p in previews] == sorted(normalise(output_of(page["dry-run-files"])).splitlines())
-    preview = email.message_from_bytes(
-        (reader.root / previews[0]).read_bytes(), policy=email.policy.default
-    )  # mail.eml
+    eml = next(p for p in previews if p.endswith("/mail.eml"))
+    preview = email.message_from_bytes((reader.root / eml).read_bytes(), policy=email.policy.default)
     assert [part.get_filename() for part in preview.iter_attachments()] == ["weekly-sales.pdf"]
-    with sqlite3.connect(reader.root / ".engine" / "engine.db") as db:
-        (pdf_path,) = db.execute(
-            "select json_extract(output_json, '$.pdf.path') from step_runs where step_id = 'pdf'"
-        ).fetchone()
-    assert normalise(pdf_path) == normalise(output_of(page["pdf-path"]))
-    assert (reader.root / pdf_path).read_bytes().startswith(b"%PDF")
+    pdf = next(p for p in previews if p.endswith("/pdf/weekly-sales.pdf"))
+    assert (reader.root / pdf).read_bytes().startswith(b"%PDF")
+    attached = next(preview.iter_attachments()).get_payload(decode=True)
+    assert (reader.root / pdf).read_bytes() == attached
 
     # 6. the sink, as the page starts it (on a free port), and the real run
     (sink_command,) = commands(page["sink-run"])

@@ -211,3 +211,15 @@ def test_cli_plan_executes_nothing(cli, write_policy, tmp_path, state_dir):
     assert json.loads(result.stdout)["steps"][0]["action"] == "preview"
     assert not target.exists()
     assert not (state_dir / "engine.db").exists() or sql(state_dir, "SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_a_dry_run_copies_the_files_steps_made_into_the_preview_folder(run, state_dir):
+    doc = policy(
+        {"id": "page", "type": "test.artifact", "params": {"text": "<h1>hi</h1>", "name": "../week.html"}},
+        {"id": "nested", "type": "core.value", "params": {"value": {"files": [{"ref": "ctx.page"}]}}},
+    )
+    result = run(doc, dry_run=True)
+    preview = Path(result.preview_dir)
+    assert (preview / "page" / "week.html").read_text() == "<h1>hi</h1>"  # the name's folders are dropped
+    assert (preview / "nested" / "week.html").read_text() == "<h1>hi</h1>"
+    assert not run(doc).preview_dir  # a normal run writes no previews
