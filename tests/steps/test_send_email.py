@@ -478,7 +478,8 @@ def test_a_dry_run_writes_the_message_and_sends_nothing(run, store, smtp_server)
     assert result.status == "SUCCESS"
     assert (smtp_server.handler.connections, deliveries(store)) == (0, [])
     preview_dir = Path(result.preview_dir)
-    assert sorted(p.name for p in preview_dir.iterdir()) == ["mail.eml", "mail.html", "mail.json"]
+    # the message's three previews; "report" is the copy of the PDF the report step made (a file)
+    assert sorted(p.name for p in preview_dir.iterdir()) == ["mail.eml", "mail.html", "mail.json", "report"]
     preview = json.loads((preview_dir / "mail.json").read_text())
     assert {k: preview[k] for k in ("status", "to", "cc", "bcc", "subject", "attachments", "eml")} == {
         "status": "preview",
