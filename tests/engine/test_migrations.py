@@ -34,3 +34,23 @@ def test_migrating_twice_changes_nothing(tmp_path):
     again = Store(tmp_path)
     assert again.schema_version() == 4
     again.close()
+
+
+def test_processes_starting_at_once_on_a_new_state_directory_all_succeed(tmp_path):
+    """docs/state.md: a first concurrent start does not fail (the losers of the race retry)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    state = tmp_path / "fresh"
+    code = "import sys; from engine.store import Store; s = Store(__import__('pathlib').Path(sys.argv[1])); s.close()"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(state)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        for _ in range(12)
+    ]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 12, errors
+    with sqlite3.connect(state / "engine.db") as con:
+        versions = [row[0] for row in con.execute("select version from schema_migrations order by version")]
+    assert versions == list(range(1, len(store_module.MIGRATIONS) + 1))
