@@ -86,6 +86,31 @@ def test_missing_policy_file_is_a_clear_error(cli, tmp_path):
     assert "cannot read the policy file: No such file or directory" in result.stderr
 
 
+def test_validate_a_folder_reports_a_shared_id_for_every_file(cli, tmp_path):
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    for name in ("a.json", "b.json"):
+        (folder / name).write_text(json.dumps(policy(step("x", params={"value": 1}), id="same")), encoding="utf-8")
+    (folder / "c.json").write_text(json.dumps(policy(step("x", params={"value": 1}), id="other")), encoding="utf-8")
+    result = cli("validate", str(folder))
+    assert result.returncode == 2
+    problem = (
+        f"/id: policy id 'same' is used by 2 files: {folder}/a.json, {folder}/b.json; none of them runs until "
+        "only one has it (give each policy its own id, or remove the copies you do not want)"
+    )
+    assert " ".join(result.stderr.split()).count(problem) == 2
+    assert f"{folder}/c.json: valid (1 steps, 0 on_failure)" in result.stdout
+    data = last_json(cli("validate", str(folder), "--json"))
+    assert data["valid"] is False
+    assert [(p["policy"].rsplit("/", 1)[1], p["valid"], p.get("files")) for p in data["policies"]] == [
+        ("a.json", False, [f"{folder}/a.json", f"{folder}/b.json"]),
+        ("b.json", False, [f"{folder}/a.json", f"{folder}/b.json"]),
+        ("c.json", True, None),
+    ]
+    (folder / "b.json").unlink()
+    assert cli("validate", str(folder)).returncode == 0
+
+
 # -- run: exit codes and --json ---------------------------------------------------------------
 
 
