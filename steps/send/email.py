@@ -107,7 +107,10 @@ class SendEmail(Step, type="send.email"):
                 )
             )
         for key in ("from", "reply_to"):
-            for i, item in enumerate(_as_list(params.get(key)) or []):
+            value = params.get(key)
+            if is_expression(value):
+                continue  # a ref or template: its value is checked when the step runs
+            for i, item in enumerate(_as_list(value) or []):
                 if isinstance(item, str):
                     try:
                         parse(item)

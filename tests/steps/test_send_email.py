@@ -527,3 +527,26 @@ def test_the_password_is_never_written_to_the_database_logs_or_previews(cli, wri
     leaks = [str(p) for p in files if PASSWORD.encode() in p.read_bytes()]
     assert leaks == []
     assert PASSWORD_ENV  # named in the policy, read from the environment
+
+
+def test_from_and_reply_to_may_be_expressions_checked_when_the_step_runs(run, store, smtp_server):
+    who = {"id": "who", "type": "core.value", "params": {"value": {"sender": "reports@example.com", "reply": "x@"}}}
+    doc = mail_policy(
+        smtp_server,
+        reply_to={"ref": "ctx.who.sender"},
+        **{"from": {"template": "Reports <{{ who.sender }}>"}},
+    )
+    doc["steps"].insert(0, who)
+    result = run(doc)
+    assert result.status == "SUCCESS", error(result)
+    (got,) = smtp_server.handler.messages
+    assert (got.message["From"], got.message["Reply-To"]) == ("Reports <reports@example.com>", "reports@example.com")
+
+    doc["steps"][2]["params"].update(reply_to={"ref": "ctx.who.reply"}, **{"from": {"template": "{{ who.reply }}"}})
+    result = run(doc)
+    assert (result.status, error(result)) == (
+        "FAILED",
+        "/steps/2/params/from: 'x@' is not one email address like 'ann@example.com' or 'Ann <ann@example.com>'; "
+        "/steps/2/params/reply_to/0: 'x@' is not one email address like 'ann@example.com' or 'Ann <ann@example.com>'",
+    )
+    assert len(smtp_server.handler.messages) == 1
