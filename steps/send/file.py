@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -209,11 +210,27 @@ def _action(target: Path, item: Blob, overwrite: bool, *, preview: bool) -> Any:
     return "would_replace" if preview else "replaced"
 
 
+def _create_temporary(target: Path) -> tuple[int, Path]:
+    """A new empty file beside ``target``, ``.NAME.XXXXXXXX.tmp``, with the umask's permissions.
+
+    Not ``tempfile.mkstemp``: it always makes 0600 files, so a delivered report would be
+    unreadable by the group a shared folder is for. Asking for 0666 lets the kernel apply the
+    umask (0644 with the usual 022, 0600 with 077), as ``cp`` does, without reading or changing
+    the process-wide umask.
+    """
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target.parent))
+
+
 def _write_atomically(target: Path, data: bytes, *, replace: bool) -> None:
     """Write a temporary file beside ``target``, then rename (or, not replacing, link) it there."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = Path(name)
+    fd, tmp = _create_temporary(target)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -153,3 +153,18 @@ def test_a_dry_run_says_what_it_would_do_and_writes_nothing(run, store, tmp_path
     assert (preview["status"], [f["action"] for f in preview["files"]]) == ("preview", ["would_replace"])
     assert (tmp_path / "out" / "report.pdf").read_bytes() == b"old"
     assert deliveries(store) == []
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)], ids=["022", "077", "002"])
+def test_delivered_files_follow_the_umask(run, tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        assert run(file_policy(overwrite=True)).status == "SUCCESS"
+        first = (tmp_path / "out" / "report.pdf").stat().st_mode & 0o777
+        # a replacement (another file at the target, overwrite: true) gets the same mode
+        (tmp_path / "out" / "report.pdf").write_bytes(b"old")
+        assert run(file_policy(overwrite=True)).status == "SUCCESS"
+        replaced = (tmp_path / "out" / "report.pdf").stat().st_mode & 0o777
+    finally:
+        os.umask(old)
+    assert (oct(first), oct(replaced)) == (oct(mode), oct(mode))
