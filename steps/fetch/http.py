@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from engine import CheckContext, Problem, Step, StepContext, StepError, is_expression
+from engine.redact import mask_query
 
 from . import cache, hosts, paths
 from .envelope import FetchEnvelope, frame_high_water, initial_cursor, sha256_hex, utc_now
@@ -194,7 +195,7 @@ class _Fetch:
             data=data,
             content_type=pages[0].content_type,
             status_code=pages[-1].status_code,
-            url=pages[0].url,
+            url=mask_query(pages[0].url),  # ?key=*** for a secret query value
             fetched_at=utc_now(),
             cache_status=_overall_cache_status(statuses),  # type: ignore[arg-type]
             content_hash=_content_hash(pages),
