@@ -9,6 +9,7 @@ Routes (each request is recorded with its arrival time and headers):
 - ``/flaky/NAME?fail=K&status=S``: status S for the first K requests of NAME, then JSON
 - ``/limited/NAME?fail=K&after=SEC``: 429 with ``Retry-After: SEC`` K times, then JSON
 - ``/slow?s=SEC``: answers after SEC seconds
+- ``/trickle?n=N&every=SEC``: a text body of N bytes, sent one byte every SEC seconds
 - ``/pages?page=P&total=T``: a page of records with a ``Link: <...>; rel="next"`` header
 - ``/arraypages?page=P&total=T``: the same, with each body a bare JSON array
 - ``/jsonpages?page=P&total=T``: records with ``{"next": URL}`` in the body
@@ -161,6 +162,20 @@ def _handler(server: HttpServer) -> type[BaseHTTPRequestHandler]:
         def route_slow(self, rest: list[str], query: dict[str, str], body: bytes) -> None:
             time.sleep(float(query.get("s", "1")))
             self.json({"slow": True})
+
+        def route_trickle(self, rest: list[str], query: dict[str, str], body: bytes) -> None:
+            size, every = int(query.get("n", "20")), float(query.get("every", "0.4"))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            try:
+                for _ in range(size):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(every)
+            except OSError:  # the client gave up: that is the point of the test
+                self.close_connection = True
 
         def _page(self, query: dict[str, str]) -> tuple[int, int, list[dict[str, Any]]]:
             page, total = int(query.get("page", "1")), int(query.get("total", "3"))

@@ -107,7 +107,9 @@ class FetchHttp(Step, type="fetch.http"):
         records_path: str | None = Field(
             None, description="JSON path of the list of records in each response, e.g. 'data.items'."
         )
-        timeout_s: float = Field(30, gt=0, description="Time limit of one request, in seconds.")
+        timeout_s: float = Field(
+            30, gt=0, description="Time limit of one request (each page), connect to last byte, in seconds."
+        )
         cache_ttl_s: float | None = Field(
             None, ge=0, description="Reuse a stored response for this many seconds, then revalidate; null: no cache."
         )
@@ -316,7 +318,10 @@ class _Fetch:
                 with attempt:
                     attempts += 1
                     async with gate, _translate(url):
-                        return await self._once(client, url, query, body, headers)
+                        # httpx's timeouts are per operation (a read of one byte resets it):
+                        # this one bounds the whole request, connect to last byte
+                        async with asyncio.timeout(self.params.timeout_s):
+                            return await self._once(client, url, query, body, headers)
         except _RetryableStatus as exc:
             raise StepError(
                 f"HTTP {exc.status} from {_shown(url)} after {attempts} attempt{'s' if attempts > 1 else ''}: "
@@ -327,6 +332,12 @@ class _Fetch:
             raise StepError(
                 f"HTTP {exc.status} from {_shown(url)}: the server asks to retry after {exc.seconds:g} s, more than "
                 f"retries.max_retry_after_s ({retries.max_retry_after_s:g} s)",
+                retryable=True,
+            ) from None
+        except _TimedOut:
+            raise StepError(
+                f"timed out after {self.params.timeout_s:g} s fetching {_shown(url)} "
+                f"({attempts} attempt{'s' if attempts > 1 else ''})",
                 retryable=True,
             ) from None
         except _Unreachable as exc:
@@ -441,7 +452,11 @@ class _TooLongRetryAfter(Exception):
 
 
 class _Unreachable(Exception):
-    """A connection error or timeout (the message says which)."""
+    """A connection error (the message says which)."""
+
+
+class _TimedOut(_Unreachable):
+    """The request took longer than timeout_s, connect to last byte."""
 
 
 def _transient(exc: BaseException) -> bool:
@@ -486,8 +501,8 @@ async def _translate(url: str) -> AsyncIterator[None]:
     """httpx's errors, translated at this one boundary."""
     try:
         yield
-    except httpx.TimeoutException as exc:
-        raise _Unreachable(f"timed out ({type(exc).__name__})") from exc
+    except (httpx.TimeoutException, TimeoutError) as exc:
+        raise _TimedOut(f"timed out ({type(exc).__name__})") from exc
     except httpx.TooManyRedirects:
         raise StepError(f"too many redirects from {_shown(url)}", retryable=False) from None
     except httpx.TransportError as exc:

@@ -206,7 +206,21 @@ def test_retry_after_as_an_http_date():
 def test_a_slow_response_times_out_and_is_retried(run, server):
     step = fetch(f"{server.url}/slow?s=1", timeout_s=0.2, retries={**FAST, "max_attempts": 2})
     result = run(doc(step))
-    assert error_of(result) == f"cannot reach {server.url}/slow after 2 attempts: timed out (ReadTimeout)"
+    assert error_of(result) == f"timed out after 0.2 s fetching {server.url}/slow (2 attempts)"
+    assert len(server.requests("/slow")) == 2
+
+
+def test_timeout_s_bounds_the_whole_request_not_each_read(run, store, server):
+    # one byte every 0.3 s for 20 bytes: every read is quick, the whole takes 6 s
+    step = fetch(f"{server.url}/trickle?n=20&every=0.3", timeout_s=1, retries={**FAST, "max_attempts": 2})
+    started = time.monotonic()
+    result = run(doc(step))
+    elapsed = time.monotonic() - started
+    assert error_of(result) == f"timed out after 1 s fetching {server.url}/trickle (2 attempts)"
+    assert len(server.requests("/trickle")) == 2  # retried, as other timeouts are
+    assert elapsed < 4, elapsed
+    (row,) = store.get_steps(result.run_id)
+    assert row["status"] == "FAILED"
 
 
 def test_connection_refused_is_reported(run):
