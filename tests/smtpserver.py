@@ -10,6 +10,11 @@ other options. Each records what it really received in ``server.handler``:
 - ``connections``, ``data_attempts``: how often a client connected and sent DATA;
 - ``quit_delay``: seconds the server waits before answering QUIT.
 
+``server.params()`` names the server in the policy (``host``, ``port``), which the engine
+refuses unless ``[smtp] allow_policy_host`` is true: ``start_smtp`` sets
+``ENGINE_SMTP_ALLOW_POLICY_HOST=true`` for in-process runs, and CLI runs take ``ALLOW_POLICY_HOST``
+(or ``server.env()``, the server as ``ENGINE_SMTP_*`` variables) in their environment.
+
 Import the fixtures into a test module with ``from tests.smtpserver import *``.
 """
 
@@ -39,11 +44,13 @@ __all__ = [
     "USERNAME",
     "PASSWORD",
     "PASSWORD_ENV",
+    "ALLOW_POLICY_HOST",
 ]
 
 USERNAME = "reports"
 PASSWORD = "s3cr3t-Pa55w0rd!"
 PASSWORD_ENV = "SMTP_TEST_PASSWORD"  # smtp_tls_server sets it; params() names it as a secret
+ALLOW_POLICY_HOST = {"ENGINE_SMTP_ALLOW_POLICY_HOST": "true"}  # for CLI runs of policies using params()
 
 
 @dataclass
@@ -133,6 +140,14 @@ class SmtpServer:
             base.update(username=USERNAME, password={"secret": PASSWORD_ENV})
         return {**base, **extra}
 
+    def env(self) -> dict[str, str]:
+        """The server as ``ENGINE_SMTP_*`` variables: the way a policy without host/port reaches it."""
+        return {
+            "ENGINE_SMTP_HOST": self.host,
+            "ENGINE_SMTP_PORT": str(self.port),
+            "ENGINE_SMTP_SECURITY": self.security,
+        }
+
 
 @pytest.fixture(scope="session")
 def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, str]:
@@ -144,9 +159,11 @@ def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, str]:
 
 
 @pytest.fixture
-def start_smtp(tls_ca: tuple[trustme.CA, str]) -> Iterator[Callable[..., SmtpServer]]:
+def start_smtp(tls_ca: tuple[trustme.CA, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SmtpServer]]:
     """Start servers for one test: ``start_smtp(tls="starttls" | "ssl" | None, auth=bool)``."""
     running: list[_Controller] = []
+    for name, value in ALLOW_POLICY_HOST.items():
+        monkeypatch.setenv(name, value)  # server.params() names the test server in the policy
 
     def start(tls: str | None = None, auth: bool = False) -> SmtpServer:
         handler = Recorder()

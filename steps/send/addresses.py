@@ -28,8 +28,31 @@ class Violation:
     hint: str
 
 
+LINE_BREAK = "must not contain a line break (CR or LF)"
+
+
+class LineBreak(ValueError):
+    """A header value with CR or LF: it could end the header and start another (``Bcc: ...``)."""
+
+    hint = "write it on one line"
+
+    def __init__(self) -> None:
+        super().__init__(LINE_BREAK)
+
+
+def one_line(text: str) -> None:
+    """Raise :class:`LineBreak` when ``text`` holds a CR or LF."""
+    if "\r" in text or "\n" in text:
+        raise LineBreak
+
+
+def hint_for(exc: ValueError) -> str:
+    return exc.hint if isinstance(exc, LineBreak) else "write 'name@example.com'"
+
+
 def parse(text: str) -> Address:
     """``"Ann <ann@example.com>"`` or ``"ann@example.com"``; raises ValueError with the reason."""
+    one_line(text)
     wrong = ValueError(f"{text!r} is not one email address like 'ann@example.com' or 'Ann <ann@example.com>'")
     try:
         header = SMTP.header_factory("To", text)
@@ -77,7 +100,7 @@ class Limits:
                 try:
                     address = parse(item)
                 except ValueError as exc:
-                    problems.append(Violation(f"/{kind}/{i}", str(exc), "write 'name@example.com'"))
+                    problems.append(Violation(f"/{kind}/{i}", str(exc), hint_for(exc)))
                     continue
                 unique.add(address.addr_spec.lower())
                 if not self.domain_allowed(address.domain):

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine import ArtifactRef, StepContext, StepError
 
+from .addresses import LINE_BREAK
+
 
 class Attachment(BaseModel):
     """An artifact with the file name (and media type) it is delivered under.
@@ -61,6 +63,10 @@ def read_artifact(ref: ArtifactRef, ctx: StepContext, where: str) -> bytes:
 def blob(item: Attachment, ctx: StepContext, where: str) -> Blob:
     ref, filename, media_type = item.artifact, item.filename, item.media_type
     name = filename or ref.name or _default_name(ref)
+    if "\r" in name or "\n" in name:  # the name goes into a Content-Disposition header
+        if filename:
+            raise StepError(f"{where}/filename: {LINE_BREAK}", retryable=False)
+        raise StepError(f"{where}: file name {name!r} {LINE_BREAK}", retryable=False)
     if "/" in name or "\\" in name or name in (".", ".."):
         raise StepError(f"{where}: file name {name!r} must not contain a path", retryable=False)
     media = media_type or ref.media_type or "application/octet-stream"

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from engine import ArtifactRef, CheckContext, Problem, Step, StepContext, StepError, is_expression
 
 from . import mime, smtp
-from .addresses import KINDS, Limits, bare, parse
+from .addresses import KINDS, Limits, LineBreak, bare, hint_for, one_line, parse
 from .content import Attachment, Blob, blob, read_artifact
 from .deliveries import Deliveries, claim_async, content_hash, dedup_key, utc_now
 from .plaintext import html_to_text
@@ -116,7 +116,19 @@ class SendEmail(Step, type="send.email"):
                         parse(item)
                     except ValueError as exc:
                         pointer = f"/{key}" if key == "from" else f"/{key}/{i}"
-                        problems.append(Problem(pointer, str(exc), "write 'name@example.com'"))
+                        problems.append(Problem(pointer, str(exc), hint_for(exc)))
+        problems += _line_breaks(params)
+        try:
+            host_allowed = smtp.policy_host_allowed(where.config)
+        except StepError as exc:
+            problems.append(Problem("", str(exc), "set allow_policy_host = true or false"))
+            host_allowed = True  # reported just above
+        if not host_allowed:
+            problems += [
+                Problem(f"/{name}", smtp.POLICY_HOST_MESSAGE, smtp.policy_host_hint(name))
+                for name in smtp.POLICY_HOST_FIELDS
+                if params.get(name) is not None
+            ]
         return problems
 
     # -- run -------------------------------------------------------------------------------
@@ -208,6 +220,13 @@ class SendEmail(Step, type="send.email"):
     # -- the parts ---------------------------------------------------------------------------
 
     def _settings(self, params: Params, ctx: StepContext) -> smtp.SmtpSettings:
+        if not smtp.policy_host_allowed(ctx.config):
+            for name in smtp.POLICY_HOST_FIELDS:
+                if getattr(params, name) is not None:
+                    raise StepError(
+                        f"{ctx.pointer}/params/{name}: {smtp.POLICY_HOST_MESSAGE} ({smtp.policy_host_hint(name)})",
+                        retryable=False,
+                    )
         overrides = {name: getattr(params, name) for name in smtp.CONNECTION_FIELDS}
         if params.tls_ca_file and ctx.policy_dir is not None:
             overrides["tls_ca_file"] = str(ctx.policy_dir / Path(params.tls_ca_file).expanduser())
@@ -234,6 +253,10 @@ class SendEmail(Step, type="send.email"):
                 parse(address)
             except ValueError as exc:
                 problems.append(f"{where}{pointer}: {exc}")
+        try:
+            one_line(params.subject)
+        except LineBreak as exc:
+            problems.insert(0, f"{where}/subject: {exc}")
         if problems:
             raise StepError("; ".join(problems), retryable=False)
         html = self._html(params.html, ctx, f"{where}/html")
@@ -287,6 +310,26 @@ class SendEmail(Step, type="send.email"):
             attachments=[f.filename for f in letter.attachments],
             sent_at=sent_at,
         )
+
+
+def _dicts(items: list[Any]) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
+
+
+def _line_breaks(params: dict[str, Any]) -> list[Problem]:
+    """Literal subject and attachment names with CR or LF (addresses say so when parsed)."""
+    found = [("/subject", params.get("subject"))]
+    attachments = params.get("attachments")
+    if isinstance(attachments, list):
+        found += [(f"/attachments/{i}/filename", a.get("filename")) for i, a in _dicts(attachments)]
+    problems = []
+    for pointer, value in found:
+        if isinstance(value, str):
+            try:
+                one_line(value)
+            except LineBreak as exc:
+                problems.append(Problem(pointer, str(exc), exc.hint))
+    return problems
 
 
 def _after_tries(exc: StepError, tries: int) -> StepError:

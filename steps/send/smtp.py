@@ -52,6 +52,28 @@ class SmtpSettings(BaseModel):
 
 CONNECTION_FIELDS = tuple(SmtpSettings.model_fields)
 
+# Where the engine connects is the machine's choice: a policy that names any host and port
+# could make a shared engine probe the internal network. [smtp] allow_policy_host opts in.
+POLICY_HOST_FIELDS = ("host", "port")
+POLICY_HOST_MESSAGE = "a policy may not choose the SMTP server on this machine"
+
+
+def policy_host_hint(name: str) -> str:
+    return (
+        f"set it in engine.toml [smtp] {name} (or ENGINE_SMTP_{name.upper()}) instead, "
+        "or set [smtp] allow_policy_host = true to let policies choose"
+    )
+
+
+def policy_host_allowed(config: EngineConfig) -> bool:
+    """``[smtp] allow_policy_host`` (default false); anything but a boolean is a config error."""
+    value = config.section(SECTION).get("allow_policy_host", False)
+    if not isinstance(value, bool):
+        raise StepError(
+            f"{config.where(SECTION)}: allow_policy_host: must be true or false, not {value!r}", retryable=False
+        )
+    return value
+
 
 def settings_from(overrides: dict[str, Any], config: EngineConfig) -> SmtpSettings:
     """``[smtp]`` from the engine configuration, overridden by the params that are set."""

@@ -22,7 +22,7 @@ from engine.api import run_policy
 from tests.conftest import policy
 from tests.sendkit import REPORT_HTML, pdf_bytes
 from tests.smtpserver import *  # noqa: F403  (the SMTP server fixtures)
-from tests.smtpserver import PASSWORD, PASSWORD_ENV, USERNAME
+from tests.smtpserver import ALLOW_POLICY_HOST, PASSWORD, PASSWORD_ENV, USERNAME
 
 TEXT = (
     "Daily sales\n\nRevenue was 1,234.50 EUR & rising.\n\n- emea: 800\n- apac: 434.50\n\n"
@@ -268,8 +268,9 @@ def test_a_5xx_reply_after_a_4xx_fails_at_once_saying_how_many_tries(run, store,
 def test_a_closed_port_is_tried_3_times_and_engine_show_says_so(cli, write_policy):
     port = closed_port()
     send = {"from": "reports@example.com", "to": "ann@example.com", "subject": "Hi", "text": "Hello"}
-    send.update(host="127.0.0.1", port=port, security="none", backoff_s=0)
-    ran = cli("run", "--json", str(write_policy(policy({"id": "mail", "type": "send.email", "params": send}))))
+    send.update(security="none", backoff_s=0)
+    env = {"ENGINE_SMTP_HOST": "127.0.0.1", "ENGINE_SMTP_PORT": str(port)}
+    ran = cli("run", "--json", str(write_policy(policy({"id": "mail", "type": "send.email", "params": send}))), env=env)
     assert ran.returncode == 1, ran.stderr
     shown = cli("show", json.loads(ran.stdout)["run_id"], "--json")
     (step,) = json.loads(shown.stdout)["steps"]
@@ -503,7 +504,7 @@ def test_a_dry_run_writes_the_message_and_sends_nothing(run, store, smtp_server)
 
 
 def test_the_password_is_never_written_to_the_database_logs_or_previews(cli, write_policy, smtp_tls_server, state_dir):
-    env = {"ENGINE_PLUGINS": "tests.stepkit,tests.sendkit"}
+    env = {"ENGINE_PLUGINS": "tests.stepkit,tests.sendkit", **ALLOW_POLICY_HOST}
     good = write_policy(mail_policy(smtp_tls_server), "good.json")
     wrong_user = write_policy(mail_policy(smtp_tls_server, username="nobody"), "wrong.json")
     # a password from the engine config instead of a secret, with a server that echoes it

@@ -10,9 +10,10 @@ import sqlite3
 import tests.sendkit  # noqa: F401  (test.report: a real PDF and an HTML page as artifacts)
 from tests.conftest import policy
 from tests.smtpserver import *  # noqa: F403  (the SMTP server fixtures)
+from tests.smtpserver import ALLOW_POLICY_HOST
 
 SLOT = "2026-12-01T07:00:00+00:00"
-PLUGINS = {"ENGINE_PLUGINS": "tests.stepkit,tests.sendkit"}
+PLUGINS = {"ENGINE_PLUGINS": "tests.stepkit,tests.sendkit", **ALLOW_POLICY_HOST}
 
 
 def mail(server, sid="mail", **params):
