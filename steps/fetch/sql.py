@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
+import threading
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +21,7 @@ from .envelope import FetchEnvelope, frame_high_water, initial_cursor, resolve_p
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
 _DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
-_PROGRESS_EVERY = 10_000  # SQLite VM instructions between deadline checks
+_BATCH = 100  # rows fetched from SQLite at a time
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
@@ -51,7 +52,7 @@ class FetchSql(Step, type="fetch.sql"):
 
     Values go in as named bind parameters (``:name`` in the query, ``params`` in the step),
     never by string interpolation. Anything but reading is refused (writes, ATTACH, PRAGMA,
-    ``load_extension``). ``max_rows`` and ``timeout_s`` bound the query. With ``incremental``,
+    ``load_extension``). ``max_rows``, ``max_bytes`` and ``timeout_s`` bound the query. With ``incremental``,
     the query reads the cursor of the last successful run as ``:cursor`` (or through a param
     set to ``{"ref": "ctx.<this step>.cursor"}``).
     """
@@ -62,6 +63,9 @@ class FetchSql(Step, type="fetch.sql"):
         query: str = Field(description="One SELECT (or WITH ... SELECT) statement, with :name placeholders.")
         params: dict[str, Any] = Field(default_factory=dict, description="Values for the :name placeholders.")
         max_rows: int = Field(100_000, ge=1, description="More rows than this fails the step (add a LIMIT).")
+        max_bytes: int = Field(
+            100_000_000, ge=1, description="A result whose values add up to more bytes than this fails the step."
+        )
         timeout_s: float = Field(30, gt=0, description="The query is interrupted after this many seconds.")
         incremental: Incremental | None = Field(
             None, description="Fetch only new rows: the query reads the cursor as :cursor."
@@ -95,28 +99,7 @@ class FetchSql(Step, type="fetch.sql"):
         path = resolve_path(params.database, ctx.policy_dir)
         if not path.is_file():
             raise StepError(f"database not found: {path} (params.database {params.database!r})", retryable=False)
-        try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise StepError(f"cannot open {path}: {exc}", retryable=False) from exc
-        try:
-            conn.execute("PRAGMA query_only = ON")
-            conn.set_authorizer(_authorize)
-            deadline = time.monotonic() + params.timeout_s
-            conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, _PROGRESS_EVERY)
-            try:
-                result = conn.execute(params.query, binds)
-                rows = result.fetchmany(params.max_rows + 1)
-            except sqlite3.DatabaseError as exc:
-                raise StepError(self._explain(exc, params, deadline), retryable=False) from exc
-            columns = [d[0] for d in result.description or ()]
-        finally:
-            conn.close()
-        if len(rows) > params.max_rows:
-            raise StepError(
-                f"the query returned more than max_rows ({params.max_rows}) rows: add a LIMIT or raise max_rows",
-                retryable=False,
-            )
+        columns, rows = _Query(path, params, binds).result()
         raw = json.dumps({"columns": columns, "rows": rows}, default=str, separators=(",", ":")).encode()
         frame = pd.DataFrame.from_records(rows, columns=columns)
         next_cursor = None
@@ -133,15 +116,100 @@ class FetchSql(Step, type="fetch.sql"):
             next_cursor=next_cursor,
         )
 
-    @staticmethod
-    def _explain(exc: sqlite3.DatabaseError, params: Params, deadline: float) -> str:
-        text = str(exc)
-        if "interrupted" in text and time.monotonic() > deadline:
-            return f"the query ran longer than timeout_s ({params.timeout_s:g} s) and was stopped"
-        if "not authorized" in text or "prohibited" in text:
-            return f"refused: fetch.sql only reads ({text}); writes, ATTACH, PRAGMA and extensions are not allowed"
-        if "readonly" in text or "query_only" in text:
-            return f"refused: the database is opened read-only ({text})"
-        if "You can only execute one statement" in text:
-            return "the query must be one statement"
-        return f"query failed: {text}"
+
+class _Query:
+    """One query in a worker thread that the step stops waiting for at ``timeout_s``.
+
+    SQLite checks an interrupt (and a progress handler) only between VM steps, so a single long
+    function call (``instr()`` over 60 MB) cannot be stopped midway. The step does not wait for
+    it: at the deadline it interrupts the connection and fails; the worker (a daemon thread)
+    stops at the next VM step, closes the connection and its result is dropped.
+    """
+
+    def __init__(self, path: Path, params: FetchSql.Params, binds: dict[str, Any]) -> None:
+        self.path, self.params, self.binds = path, params, binds
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.conn: sqlite3.Connection | None = None
+        self.outcome: tuple[list[str], list[Any]] | BaseException | None = None
+
+    def result(self) -> tuple[list[str], list[Any]]:
+        params = self.params
+        worker = threading.Thread(target=self._work, name=f"fetch.sql {self.path.name}", daemon=True)
+        worker.start()
+        if not self.done.wait(params.timeout_s):
+            with self.lock:
+                if self.conn is not None:
+                    self.conn.interrupt()
+            raise StepError(
+                f"the query ran longer than timeout_s ({params.timeout_s:g} s) and was stopped", retryable=False
+            )
+        if isinstance(self.outcome, sqlite3.DatabaseError):
+            raise StepError(_explain(self.outcome), retryable=False) from self.outcome
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        assert self.outcome is not None
+        return self.outcome
+
+    def _work(self) -> None:
+        try:
+            self.outcome = self._fetch()
+        except BaseException as exc:  # handed to the waiting step, which raises it
+            self.outcome = exc
+        finally:
+            with self.lock:
+                if self.conn is not None:
+                    self.conn.close()
+                    self.conn = None
+            self.done.set()
+
+    def _fetch(self) -> tuple[list[str], list[Any]]:
+        params = self.params
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StepError(f"cannot open {self.path}: {exc}", retryable=False) from exc
+        with self.lock:
+            self.conn = conn
+        conn.execute("PRAGMA query_only = ON")
+        conn.set_authorizer(_authorize)
+        result = conn.execute(params.query, self.binds)
+        columns = [d[0] for d in result.description or ()]
+        rows: list[Any] = []
+        size = 0
+        while batch := result.fetchmany(_BATCH):
+            for row in batch:
+                size += sum(_size(value) for value in row)
+                rows.append(row)
+                if size > params.max_bytes:
+                    raise StepError(
+                        f"the query's result is larger than max_bytes ({params.max_bytes}) after {len(rows)} rows: "
+                        "select fewer rows or columns (add a LIMIT), or raise max_bytes",
+                        retryable=False,
+                    )
+            if len(rows) > params.max_rows:
+                raise StepError(
+                    f"the query returned more than max_rows ({params.max_rows}) rows: add a LIMIT or raise max_rows",
+                    retryable=False,
+                )
+        return columns, rows
+
+
+def _size(value: Any) -> int:
+    """Bytes of one fetched value: a text's UTF-8 length, a blob's length, 8 for a number."""
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode("utf-8", errors="replace"))
+    if isinstance(value, bytes):
+        return len(value)
+    return 0 if value is None else 8
+
+
+def _explain(exc: sqlite3.DatabaseError) -> str:
+    text = str(exc)
+    if "not authorized" in text or "prohibited" in text:
+        return f"refused: fetch.sql only reads ({text}); writes, ATTACH, PRAGMA and extensions are not allowed"
+    if "readonly" in text or "query_only" in text:
+        return f"refused: the database is opened read-only ({text})"
+    if "You can only execute one statement" in text:
+        return "the query must be one statement"
+    return f"query failed: {text}"

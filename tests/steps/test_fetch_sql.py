@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import pytest
 
@@ -105,6 +106,62 @@ def test_a_long_query_is_stopped_at_its_time_limit(run, shop):
     assert result.status == "FAILED"
     assert result.steps[0].error == "the query ran longer than timeout_s (0.2 s) and was stopped"
     assert result.steps[0].duration_s < 5
+
+
+@pytest.fixture
+def big_text(tmp_path):
+    """A real file with one 20 MB text value: instr() with a near-miss needle scans it for seconds."""
+    path = tmp_path / "big.db"
+    with sqlite3.connect(path) as con:
+        con.execute("create table t (big text)")
+        con.execute("insert into t values (?)", ("a" * 20_000_000,))
+    con.close()
+    return path
+
+
+def test_a_single_long_function_call_is_stopped_at_its_time_limit(run, big_text):
+    # one instr() call of several seconds: SQLite checks its progress handler only between VM steps
+    query = "select instr(big, :needle) as at from t"
+    step = {
+        "id": "q",
+        "type": "fetch.sql",
+        "params": {"database": "big.db", "query": query, "params": {"needle": "a" * 8_000 + "b"}, "timeout_s": 0.5},
+    }
+    started = time.monotonic()
+    result = run(policy(step))
+    elapsed = time.monotonic() - started
+    assert result.steps[0].error == "the query ran longer than timeout_s (0.5 s) and was stopped"
+    assert result.steps[0].attempts == 1
+    assert elapsed < 3, elapsed
+
+
+@pytest.fixture
+def blobs(tmp_path):
+    """A real file with 12 blobs of 1 MB each."""
+    path = tmp_path / "blobs.db"
+    with sqlite3.connect(path) as con:
+        con.execute("create table b (id integer primary key, data blob)")
+        con.executemany("insert into b values (?, ?)", [(i, bytes([i]) * 1_000_000) for i in range(12)])
+    con.close()
+    return path
+
+
+def test_max_bytes_bounds_the_size_of_the_result(run, store, blobs):
+    def step(**params):
+        return {
+            "id": "q",
+            "type": "fetch.sql",
+            "params": {"database": "blobs.db", "query": "select * from b", **params},
+        }
+
+    result = run(policy(step(max_bytes=5_000_000)))
+    assert result.steps[0].error == (
+        "the query's result is larger than max_bytes (5000000) after 5 rows: "
+        "select fewer rows or columns (add a LIMIT), or raise max_bytes"
+    )
+    ok = run(policy(step(max_bytes=12_000_200, query="select id, data from b")))
+    assert ok.status == "SUCCESS", ok.steps[0].error
+    assert frame(store, ok.run_id)["id"].tolist() == list(range(12))
 
 
 def test_missing_database_is_not_created(run, tmp_path):
