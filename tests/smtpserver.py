@@ -8,7 +8,9 @@ other options. Each records what it really received in ``server.handler``:
 - ``data_replies``: replies to give to the next DATA commands instead of accepting (``"451 ..."``);
 - ``refuse``: recipient address -> reply, for RCPT refusals;
 - ``connections``, ``data_attempts``: how often a client connected and sent DATA;
-- ``quit_delay``: seconds the server waits before answering QUIT.
+- ``quit_delay``: seconds the server waits before answering QUIT;
+- ``reply_delay``: seconds it waits before answering each MAIL and RCPT (a slow server);
+- ``on_data``: called (in the server's thread) when DATA arrives, before the reply.
 
 ``server.params()`` names the server in the policy (``host``, ``port``), which the engine
 refuses unless ``[smtp] allow_policy_host`` is true: ``start_smtp`` sets
@@ -74,8 +76,19 @@ class Recorder:
     connections: int = 0
     data_attempts: int = 0
     quit_delay: float = 0.0
+    reply_delay: float = 0.0
+    on_data: Callable[[], None] | None = None
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
@@ -83,6 +96,8 @@ class Recorder:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.data_attempts += 1
+        if self.on_data is not None:
+            self.on_data()
         if self.data_replies:
             return self.data_replies.pop(0)
         login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None

@@ -9,6 +9,7 @@ for what will not (5xx replies, TLS certificate errors), with the password maske
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -175,8 +176,10 @@ async def send(
 ) -> Accepted:
     """Connect, log in, send ``data`` once; call ``on_accepted`` before saying goodbye.
 
-    ``on_accepted`` runs right after the server accepted the message, before QUIT, so that a
-    failure after acceptance can never make the message look unsent.
+    ``timeout_s`` bounds the whole conversation, from connecting to the server's reply to the
+    message: a server that answers every command just in time cannot stretch it. ``on_accepted``
+    runs right after the server accepted the message, before QUIT, so that a failure after
+    acceptance can never make the message look unsent; the goodbye has its own ``timeout_s``.
     """
     mode = settings.security
     use_tls = mode == "ssl" or (mode is None and settings.effective_port == 465)
@@ -185,32 +188,61 @@ async def send(
     client = aiosmtplib.SMTP(
         hostname=settings.host,
         port=settings.effective_port,
-        timeout=settings.timeout_s,
+        timeout=None,  # the deadline below bounds the whole conversation, not each command
         use_tls=use_tls,
         start_tls=start_tls,
         tls_context=_tls_context(settings) if mode != "none" else None,
     )
     stage = ["connect"]
+    deadline = asyncio.timeout(settings.timeout_s)
     try:
-        with smtp_errors(settings, stage):
-            await client.connect()
-            if settings.username and mode is None and client.get_transport_info("sslcontext") is None:
-                raise StepError(
-                    f"{settings.address} does not offer STARTTLS: refusing to send the password unencrypted "
-                    "(set security: none to allow it on a network you trust, or use the server's TLS port)",
-                    retryable=False,
-                )
-            if settings.username:
-                stage[0] = "login"
-                await client.login(settings.username, settings.password or "")
-            stage[0] = "send"
-            refused, reply = await client.sendmail(sender, list(recipients), data)
+        with smtp_errors(settings, stage), _over_time(settings, stage, deadline):
+            async with deadline:
+                refused, reply = await _converse(client, settings, sender, recipients, data, stage)
         accepted = Accepted(reply=reply, refused={r: _reply(resp.code, resp.message) for r, resp in refused.items()})
         await on_accepted(accepted)
         try:
-            await client.quit()
+            async with asyncio.timeout(settings.timeout_s):
+                await client.quit()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             pass  # the message is accepted; a lost goodbye changes nothing
         return accepted
     finally:
         client.close()
+
+
+async def _converse(
+    client: aiosmtplib.SMTP,
+    settings: SmtpSettings,
+    sender: str,
+    recipients: Sequence[str],
+    data: bytes,
+    stage: list[str],
+) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+    await client.connect()
+    if settings.username and settings.security is None and client.get_transport_info("sslcontext") is None:
+        raise StepError(
+            f"{settings.address} does not offer STARTTLS: refusing to send the password unencrypted "
+            "(set security: none to allow it on a network you trust, or use the server's TLS port)",
+            retryable=False,
+        )
+    if settings.username:
+        stage[0] = "login"
+        await client.login(settings.username, settings.password or "")
+    stage[0] = "send"
+    return await client.sendmail(sender, list(recipients), data)
+
+
+@contextmanager
+def _over_time(settings: SmtpSettings, stage: list[str], deadline: asyncio.Timeout) -> Iterator[None]:
+    """The whole-conversation deadline, said as such (retryable, like any timeout)."""
+    try:
+        yield
+    except TimeoutError as exc:
+        if not deadline.expired():
+            raise
+        raise StepError(
+            f"{settings.address}: no reply within timeout_s ({settings.timeout_s:g} s) for the whole conversation "
+            f"(it was at {stage[0]}; a slow or stalled server)",
+            retryable=True,
+        ) from exc

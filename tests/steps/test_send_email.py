@@ -10,6 +10,7 @@ import io
 import json
 import socket
 import sqlite3
+import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from engine.api import run_policy
 from tests.conftest import policy
 from tests.sendkit import REPORT_HTML, pdf_bytes
 from tests.smtpserver import *  # noqa: F403  (the SMTP server fixtures)
-from tests.smtpserver import ALLOW_POLICY_HOST, PASSWORD, PASSWORD_ENV, USERNAME
+from tests.smtpserver import ALLOW_POLICY_HOST, PASSWORD, PASSWORD_ENV, USERNAME, SmtpServer
 
 TEXT = (
     "Daily sales\n\nRevenue was 1,234.50 EUR & rising.\n\n- emea: 800\n- apac: 434.50\n\n"
@@ -551,3 +552,34 @@ def test_from_and_reply_to_may_be_expressions_checked_when_the_step_runs(run, st
         "/steps/2/params/reply_to/0: 'x@' is not one email address like 'ann@example.com' or 'Ann <ann@example.com>'",
     )
     assert len(smtp_server.handler.messages) == 1
+
+
+def test_timeout_s_bounds_the_whole_conversation_not_each_reply(run, store, smtp_server):
+    """Each reply comes in 0.6 s, under timeout_s; the conversation would take longer: it stops at 1 s."""
+    smtp_server.handler.reply_delay = 0.6  # MAIL FROM, then RCPT TO: 1.2 s before DATA
+    started = time.monotonic()
+    result = run(mail_policy(smtp_server, timeout_s=1, attempts=1))
+    took = time.monotonic() - started
+    assert (result.status, error(result)) == (
+        "FAILED",
+        f"127.0.0.1:{smtp_server.port}: no reply within timeout_s (1 s) for the whole conversation "
+        "(it was at send; a slow or stalled server)",
+    )
+    assert smtp_server.handler.messages == [] and took < 10
+    assert [(r["status"], r["error"]) for r in deliveries(store)] == [("failed", error(result))]
+
+
+def test_timeout_s_bounds_a_server_that_never_greets(run, monkeypatch):
+    """A server that accepts the connection and says nothing: the step gives up after timeout_s."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        monkeypatch.setenv("ENGINE_SMTP_ALLOW_POLICY_HOST", "true")
+        doc = mail_policy(SmtpServer("127.0.0.1", port, None), timeout_s=0.5, attempts=2)
+        result = run(doc)
+    assert (result.status, error(result)) == (
+        "FAILED",
+        f"127.0.0.1:{port}: no reply within timeout_s (0.5 s) for the whole conversation "
+        "(it was at connect; a slow or stalled server) (after 2 tries)",
+    )
