@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
@@ -21,6 +23,7 @@ from engine import StepError
 
 from . import charts
 from .formats import format_value
+from .reach import inside, realpath
 from .registry import get_section, section_types
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -41,13 +44,32 @@ def templates_digest(dirs: list[Path]) -> dict[str, str]:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             name = path.relative_to(folder).as_posix()
             if name not in found and not name.startswith(".") and "__pycache__" not in name:
-                found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+                real = realpath(path)
+                if not inside(real, realpath(folder)):  # never read: the loader refuses it
+                    found[name] = f"link to {real}"
+                    continue
+                found[name] = hashlib.sha256(real.read_bytes()).hexdigest()
     return found
+
+
+class FolderLoader(jinja2.FileSystemLoader):
+    """One template folder whose files stay inside it: a symlink out of it is refused, not followed."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> Any:
+        folder = realpath(self.searchpath[0])
+        path = os.path.join(self.searchpath[0], *split_template_path(template))
+        if os.path.lexists(path) and not inside(real := realpath(path), folder):
+            raise StepError(
+                f"template {template!r} in {folder} is a link to {real}, outside the template folder; "
+                "only files inside it can be used",
+                retryable=False,
+            )
+        return super().get_source(environment, template)
 
 
 def environment(dirs: list[Path]) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
-        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(d)) for d in dirs]),
+        loader=jinja2.ChoiceLoader([FolderLoader(str(d)) for d in dirs]),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml"], default_for_string=True, default=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

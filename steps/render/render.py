@@ -13,11 +13,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import ArtifactRef, Step, StepContext, StepError
+from engine import ArtifactRef, CheckContext, ConfigError, Problem, Step, StepContext, StepError
 
-from . import cache, charts, document, pdf
+from . import cache, charts, document, pdf, reach
 
-RENDERER_VERSION = "4"
+RENDERER_VERSION = "5"
 """Bumped when a change to this package changes what the same snapshot renders to."""
 
 _LIBRARIES = ("jinja2", "plotly", "kaleido", "weasyprint", "markdown-it-py")
@@ -39,6 +39,15 @@ class _Render(Step):
 
     kind: ClassVar[str]
     media_type: ClassVar[str]
+
+    @classmethod
+    def check(cls, params: dict[str, Any], where: CheckContext) -> list[Problem]:
+        value = params.get("template_dir")
+        if not isinstance(value, str):  # null, or an expression: checked when the step runs
+            return []
+        allowed = reach.allowed_template_dirs(where.config)
+        found = reach.refusal(value, where.policy_dir, allowed, reach.state_dirs())
+        return [Problem("/template_dir", *found)] if found else []
 
     async def run(self, params: Any, ctx: StepContext) -> Any:
         where = f"{ctx.pointer}/params"
@@ -163,7 +172,7 @@ class RenderPdf(_Render, type="render.pdf"):
         charts_done = time.perf_counter()
         html = await asyncio.to_thread(document.render_html, env, doc)
         page_css = page_size_css(params.page_size, params.orientation)
-        data, pages = await asyncio.to_thread(pdf.write_pdf, html, page_css, env_dirs(env))
+        data, pages = await asyncio.to_thread(pdf.write_pdf, html, page_css, env_dirs(env), ctx.pointer)
         ctx.log.info(
             "render.pdf_timings",
             charts=len(wanted),
@@ -200,16 +209,22 @@ def env_dirs(env: Any) -> list[Path]:
 def _template_dir(value: str | None, ctx: StepContext, where: str) -> Path | None:
     if value is None:
         return None
-    path = Path(value)
-    if not path.is_absolute():
-        path = (ctx.policy_dir or Path.cwd()) / path
+    try:
+        allowed = reach.allowed_template_dirs(ctx.config)
+    except ConfigError as exc:
+        raise StepError(str(exc), retryable=False) from exc
+    found = reach.refusal(value, ctx.policy_dir, allowed, reach.state_dirs(ctx.artifacts.root.parent))
+    if found is not None:
+        message, hint = found
+        raise StepError(f"{message} at {where}/template_dir; {hint}", retryable=False)
+    path = (ctx.policy_dir or Path.cwd()) / value
     if not path.is_dir():
         raise StepError(
             f"template_dir {value!r} ({path}) is not a folder at {where}/template_dir; "
             "give a folder of templates, relative to the policy file",
             retryable=False,
         )
-    return path.resolve()
+    return reach.realpath(path)
 
 
 def _report(value: Any, where: str) -> dict[str, Any]:
