@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import redact
+from . import limits, redact
 from .artifacts import ArtifactStore
 from .errors import StepError
 from .policy import sha256_of
@@ -34,19 +34,44 @@ def to_plain(value: Any) -> Any:
 
 
 def encode(value: Any, store: ArtifactStore, where: str = "output") -> Any:
+    """The output as JSON with markers (see above). Raises StepError for a value that cannot be
+    stored: an unknown type, or data nested deeper than ``limits.MAX_DEPTH`` levels."""
+    try:
+        return _encode(value, store, where, 0)
+    except _TooDeep:
+        path = limits.find_too_deep(to_plain(value))
+        raise StepError(limits.too_deep_message(where, path or ()), retryable=False) from None
+    except RecursionError:  # a safety net: a structure find_too_deep does not walk (a model, a set)
+        raise StepError(f"{where} is nested too deeply to be stored", retryable=False) from None
+    except MemoryError:
+        raise StepError(f"{where} is too large to be stored", retryable=False) from None
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _encode(value: Any, store: ArtifactStore, where: str, depth: int) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return redact.redact(value) if isinstance(value, str) else value
     if isinstance(value, float):
         return value
     if isinstance(value, BaseModel):
-        return encode(to_plain(value), store, where)
-    if isinstance(value, dict):
-        return {redact.redact(str(k)): encode(v, store, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [encode(v, store, f"{where}.{i}") for i, v in enumerate(value)]
+        return _encode(to_plain(value), store, where, depth)
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        if depth >= limits.MAX_DEPTH and value:
+            raise _TooDeep
+        if isinstance(value, dict):
+            return {redact.redact(str(k)): _encode(v, store, f"{where}.{k}", depth + 1) for k, v in value.items()}
+        return [_encode(v, store, f"{where}.{i}", depth + 1) for i, v in enumerate(value)]
     if _is_dataframe(value):
         buffer = io.BytesIO()
-        value.to_parquet(buffer)
+        try:
+            value.to_parquet(buffer)
+        except Exception as exc:  # pyarrow: a column of mixed types, nesting it cannot hold
+            raise StepError(
+                f"{where}: the DataFrame cannot be stored as Parquet: {type(exc).__name__}: {exc}", retryable=False
+            ) from None
         ref = store.put_bytes(buffer.getvalue(), "application/vnd.apache.parquet")
         return {"$frame": ref.sha256}
     if isinstance(value, bytes | bytearray):
@@ -58,7 +83,7 @@ def encode(value: Any, store: ArtifactStore, where: str = "output") -> Any:
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, Enum):
-        return encode(value.value, store, where)
+        return _encode(value.value, store, where, depth)
     if isinstance(value, PurePath):
         return str(value)
     raise StepError(
@@ -69,6 +94,7 @@ def encode(value: Any, store: ArtifactStore, where: str = "output") -> Any:
 
 
 def decode(value: Any, store: ArtifactStore) -> Any:
+    """An encoded output back as values (DataFrames, bytes, datetimes for the markers)."""
     if isinstance(value, dict):
         if len(value) == 1:
             (key,) = value
@@ -82,9 +108,15 @@ def decode(value: Any, store: ArtifactStore) -> Any:
                 return dt.datetime.fromisoformat(value[key])
             if key == "$date":
                 return dt.date.fromisoformat(value[key])
-        return {k: decode(v, store) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for k, v in value.items():  # loops, not comprehensions: one frame per level
+            out[k] = decode(v, store)
+        return out
     if isinstance(value, list):
-        return [decode(v, store) for v in value]
+        items = []
+        for v in value:
+            items.append(decode(v, store))
+        return items
     return value
 
 
