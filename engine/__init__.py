@@ -27,7 +27,11 @@ from .errors import StepError as StepError
 from .errors import StepTimeout as StepTimeout
 from .errors import TemplateError as TemplateError
 from .errors import UsageError as UsageError
+from .limits import MAX_DEPTH as MAX_DEPTH
+from .limits import LimitError as LimitError
+from .limits import checked_operator as checked_operator
 from .redact import register as register_secret
+from .sandbox import sandbox_environment as sandbox_environment
 from .schedule import is_due as is_due
 from .schedule import missed_slots as missed_slots
 from .schedule import next_fire as next_fire
@@ -53,6 +57,8 @@ __all__ = [
     "EngineConfig",
     "EngineError",
     "InvalidTransition",
+    "LimitError",
+    "MAX_DEPTH",
     "PolicyError",
     "Problem",
     "RefError",
@@ -70,6 +76,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "check_condition",
+    "checked_operator",
     "evaluate_condition",
     "is_due",
     "is_expression",
@@ -77,4 +84,5 @@ __all__ = [
     "next_fire",
     "policy_section",
     "register_secret",
+    "sandbox_environment",
 ]

@@ -21,10 +21,11 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from . import pointers, redact
 from .errors import RefError, SecretError, TemplateError
+from .limits import LimitError
+from .sandbox import sandbox_environment
 
 EXPRESSION_KEYS = ("ref", "template", "secret", "literal")
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -191,7 +192,7 @@ class RunContext:
 
 # -- templates ---------------------------------------------------------------------------
 
-_env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_env = sandbox_environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 @lru_cache(maxsize=4096)
@@ -252,6 +253,8 @@ def render_template(source: str, ctx: RunContext, where: str = "") -> str:
         raise TemplateError(f"template{at}: syntax error on line {exc.lineno}: {exc.message}") from exc
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateError(f"template{at}: not allowed in the sandbox: {exc}") from exc
+    except LimitError as exc:
+        raise TemplateError(f"template{at}: {exc}") from exc
     except Exception as exc:  # any other error raised while rendering user text
         raise TemplateError(f"template{at}: {type(exc).__name__}: {exc}") from exc
 

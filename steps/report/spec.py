@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from engine import sandbox_environment
+
 FormatType = Literal["auto", "text", "number", "integer", "percent", "currency", "date"]
 Status = Literal["good", "warning", "bad", "info", "neutral"]
 CHART_KINDS = ("line", "bar", "stacked_bar", "area", "pie", "scatter", "candlestick")
@@ -190,10 +192,9 @@ class Text(_Section):
             )
         if self.template is not None:
             from jinja2 import TemplateSyntaxError
-            from jinja2.sandbox import SandboxedEnvironment
 
             try:
-                SandboxedEnvironment().parse(self.template)
+                sandbox_environment(immutable=False).parse(self.template)
             except TemplateSyntaxError as exc:
                 raise ValueError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
         return self

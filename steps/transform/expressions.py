@@ -16,14 +16,16 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
+from engine import MAX_DEPTH, LimitError, checked_operator
+
+_BINARY: dict[type[ast.operator], str] = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.Pow: "**",
 }
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq,
@@ -57,10 +59,53 @@ def compile_expression(text: str, columns: list[str] | None) -> ast.Expression:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error at column {exc.offset}: {exc.msg}") from None
+    except (RecursionError, MemoryError):  # Python's parser gives up on very deep nesting
+        raise ExpressionError(f"the expression is nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(tree.body) > MAX_DEPTH:
+        raise ExpressionError(f"the expression is nested deeper than {MAX_DEPTH} levels")
     for node in ast.walk(tree):
         _check(node, columns, aliases)
+    _constant(tree.body)
     tree.aliases = aliases  # type: ignore[attr-defined]
     return tree
+
+
+def _depth(root: ast.AST) -> int:
+    """How deep the tree is (iterative: a long chain ``1+1+...`` is deep)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+_VARIABLE = object()
+
+
+def _constant(node: ast.AST) -> Any:
+    """The value of a sub-expression made of constants only, computed within the engine's limits
+    (so ``(9 ** 1000) ** 1000`` is refused here, at validation); ``_VARIABLE`` otherwise."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _constant(node.operand)
+        if isinstance(value, int | float) and value is not _VARIABLE:
+            return -value if isinstance(node.op, ast.USub) else value
+        return _VARIABLE
+    if isinstance(node, ast.BinOp):
+        left, right = _constant(node.left), _constant(node.right)
+        if left is _VARIABLE or right is _VARIABLE:
+            return _VARIABLE
+        try:
+            return checked_operator(_BINARY[type(node.op)], left, right)
+        except LimitError as exc:
+            raise ExpressionError(str(exc)) from None
+        except (ArithmeticError, TypeError):  # 1 / 0, 'a' - 1: found when the step runs
+            return _VARIABLE
+    for child in ast.iter_child_nodes(node):  # e.g. a constant argument of round()
+        _constant(child)
+    return _VARIABLE
 
 
 def _check(node: ast.AST, columns: list[str] | None, aliases: dict[str, str]) -> None:
@@ -116,7 +161,12 @@ def _eval(node: ast.AST, frame: Any, aliases: dict[str, str]) -> Any:
     if isinstance(node, ast.Name):
         return frame[aliases.get(node.id, node.id)]
     if isinstance(node, ast.BinOp):
-        return _BINARY[type(node.op)](_eval(node.left, frame, aliases), _eval(node.right, frame, aliases))
+        left, right = _eval(node.left, frame, aliases), _eval(node.right, frame, aliases)
+        symbol = _BINARY[type(node.op)]
+        if symbol == "*":
+            _check_repeat(left, right)
+            _check_repeat(right, left)
+        return checked_operator(symbol, left, right)
     if isinstance(node, ast.UnaryOp):
         value = _eval(node.operand, frame, aliases)
         if isinstance(node.op, ast.Not):
@@ -141,6 +191,16 @@ def _eval(node: ast.AST, frame: Any, aliases: dict[str, str]) -> Any:
         args = [_eval(a, frame, aliases) for a in node.args]
         return _call(node.func.id, args)  # type: ignore[attr-defined]
     raise ExpressionError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover - _check refuses it
+
+
+def _check_repeat(column: Any, count: Any) -> None:
+    """A text column times a large number repeats every cell: ``name * 1000000000``."""
+    dtype = getattr(column, "dtype", None)
+    if dtype is not None and dtype.kind in "OSU" and isinstance(count, int) and abs(count) > MAX_REPEAT:
+        raise ExpressionError(f"* {count} on the column {column.name!r} (text) would repeat each value {count} times")
+
+
+MAX_REPEAT = 10_000
 
 
 def _call(name: str, args: list[Any]) -> Any:

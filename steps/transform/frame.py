@@ -179,7 +179,7 @@ class TransformFrame(Step, type="transform.frame"):
                     f" at {ctx.pointer}/params/ops/{index}",
                     retryable=False,
                 ) from None
-            except (ExpressionError, RowConditionError, ValueError, TypeError, KeyError) as exc:
+            except (ExpressionError, RowConditionError, ValueError, TypeError, KeyError, ArithmeticError) as exc:
                 raise StepError(f"{where}: {exc} at {ctx.pointer}/params/ops/{index}", retryable=False) from exc
         return self.Output(data=frame, row_count=len(frame), columns=[str(c) for c in frame.columns])
 

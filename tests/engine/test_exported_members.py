@@ -17,6 +17,8 @@ EXPECTED = [
     "EngineConfig",
     "EngineError",
     "InvalidTransition",
+    "LimitError",
+    "MAX_DEPTH",
     "PolicyError",
     "Problem",
     "RefError",
@@ -34,6 +36,7 @@ EXPECTED = [
     "UsageError",
     "__version__",
     "check_condition",
+    "checked_operator",
     "evaluate_condition",
     "is_due",
     "is_expression",
@@ -41,6 +44,7 @@ EXPECTED = [
     "next_fire",
     "policy_section",
     "register_secret",
+    "sandbox_environment",
 ]
 
 
