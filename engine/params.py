@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from . import pointers
+from . import limits, pointers
 from .errors import PolicyError, Problem, did_you_mean
 from .policy import Policy
 
@@ -61,26 +62,54 @@ def coerce_param(policy: Policy, name: str, text: str) -> Any:
         return text  # check_params reports it as undeclared
     kind = decl.type
     try:
-        if kind == "string":
-            return text
-        if kind == "integer":
-            return int(text)
-        if kind == "number":
-            value = float(text)
-            return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
-        if kind == "boolean":
-            lowered = text.strip().lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-            raise ValueError(text)
-        value = json.loads(text)
-        if not json_type_matches(kind, value):
-            raise ValueError(text)
-        return value
+        return _coerce(kind, text)
+    except limits.LimitError as exc:
+        raise PolicyError([Problem(ptr, f"--param {name}: {exc}")]) from None
     except ValueError:
         example = {"integer": "42", "number": "1.5", "boolean": "true", "object": '{"a": 1}', "array": "[1, 2]"}[kind]
+        shown = text if len(text) <= 60 else text[:57] + "..."
         raise PolicyError(
-            [Problem(ptr, f"--param {name}={text!r} is not a valid {kind}", f"e.g. --param {name}={example}")]
+            [Problem(ptr, f"--param {name}={shown!r} is not a valid {kind}", f"e.g. --param {name}={example}")]
         ) from None
+
+
+def _coerce(kind: str, text: str) -> Any:
+    if kind == "string":
+        return text
+    if kind == "integer":
+        return _integer(text.strip())
+    if kind == "number":
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        if value.is_integer() and "." not in text and "e" not in text.lower():
+            return _integer(text.strip())
+        return value
+    if kind == "boolean":
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(text)
+    try:
+        value = json.loads(text, parse_int=_integer, parse_constant=_no_constant)
+    except RecursionError:
+        raise limits.LimitError(f"the value is nested deeper than {limits.MAX_DEPTH} levels") from None
+    if not json_type_matches(kind, value):
+        raise ValueError(text)
+    deep = limits.find_too_deep(value)
+    if deep is not None:
+        raise limits.LimitError(limits.too_deep_message("the value", deep))
+    return value
+
+
+def _integer(text: str) -> int:
+    digits = len(text.lstrip("+-").replace("_", ""))
+    if digits > limits.MAX_INT_DIGITS:
+        raise limits.LimitError(f"an integer of {digits} digits is too large (at most {limits.MAX_INT_DIGITS} digits)")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)

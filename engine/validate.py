@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from . import graph as graphs
-from . import locate, model_errors, pointers
+from . import limits, locate, model_errors, pointers
 from . import sections as policy_sections
 from .conditions import Condition, ConditionParser
 from .config import EngineConfig
@@ -105,15 +106,134 @@ class ValidPolicy:
 
 
 def load_document(text: str, source: str | None = None) -> dict[str, Any]:
-    """Parse JSON text; a syntax error becomes a PolicyError with line and column."""
+    """Parse JSON text; a syntax error becomes a PolicyError with line and column.
+
+    So do what JSON parsers disagree on or Python cannot hold (see docs/policy.md#limits):
+    duplicate keys, ``NaN``/``Infinity``, numbers out of range, nesting deeper than MAX_DEPTH.
+    """
+    duplicates: dict[int, tuple[dict[str, Any], list[str]]] = {}
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        again = []
+        for key, value in items:
+            if key in obj:
+                again.append(key)
+            obj[key] = value
+        if again:  # keyed by id: the object (kept here too) lives as long as this table
+            duplicates[id(obj)] = (obj, again)
+        return obj
+
     try:
-        doc = json.loads(text)
+        doc = json.loads(
+            text,
+            object_pairs_hook=pairs,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
     except json.JSONDecodeError as exc:
         problem = Problem("", f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno)
         raise PolicyError([problem], source) from None
+    except RecursionError:  # nested far deeper than MAX_DEPTH: find where in the text
+        deep = locate.first_too_deep(text) or ""
+        path = [_unescape(token) for token in deep.split("/")[1:]]
+        raise with_lines(PolicyError([_too_deep_problem(path, text)], source), text) from None
+    problems = limit_problems(doc, duplicates, text)
+    if problems:
+        raise with_lines(PolicyError(problems, source), text)
     if not isinstance(doc, dict):
         raise PolicyError([Problem("", "a policy must be a JSON object", "start the file with {")], source)
     return doc
+
+
+def _unescape(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+class _Refused:
+    """A JSON number or constant that ``load_document`` refuses; reported with its pointer."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        self.message, self.hint = message, hint
+
+
+def _parse_int(text: str) -> Any:
+    digits = len(text.lstrip("-"))
+    if digits > limits.MAX_INT_DIGITS:
+        return _Refused(
+            f"integer of {digits} digits is too large (at most {limits.MAX_INT_DIGITS} digits)",
+            "write an identifier or a long code as a string",
+        )
+    return int(text)
+
+
+def _parse_float(text: str) -> Any:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 30 else text[:27] + "..."
+        return _Refused(f"number {shown} is out of range (it would be infinite)", "use a smaller number")
+    return value
+
+
+def _parse_constant(name: str) -> Any:
+    return _Refused(f"{name} is not valid JSON", "write a number, or null")
+
+
+def _too_deep_problem(path: list[str], text: str | None = None) -> Problem:
+    """Pointing where the nesting starts (the full pointer is as long as the nesting is deep),
+    with the line and column of the first value too deep."""
+    full = pointers.join("", *path)
+    place = locate.positions(text).get(full) if text is not None else None
+    return Problem(
+        pointers.join("", *path[:_SHOWN_DEPTH]),
+        f"lists and objects nested deeper than {limits.MAX_DEPTH} levels below this point",
+        f"at most {limits.MAX_DEPTH} levels: flatten the data, or keep it in a file a step reads",
+        line=place[0] if place else None,
+        column=place[1] if place else None,
+    )
+
+
+_SHOWN_DEPTH = 8
+
+
+def limit_problems(
+    doc: Any, duplicates: dict[int, tuple[dict[str, Any], list[str]]] | None = None, text: str | None = None
+) -> list[Problem]:
+    """Values beyond the limits (docs/policy.md#limits), duplicate keys and refused numbers in a
+    parsed document; an iterative walk, so any depth is fine."""
+    duplicates = duplicates or {}
+    problems: list[Problem] = []
+    deep = limits.find_too_deep(doc)
+    if deep is not None:
+        return [_too_deep_problem([str(token) for token in deep], text)]
+    stack: list[tuple[Any, str]] = [(doc, "")]
+    while stack:
+        value, pointer = stack.pop()
+        if isinstance(value, _Refused):
+            problems.append(Problem(pointer, value.message, value.hint))
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            try:
+                limits.check_int(value, "integer")
+            except limits.LimitError as exc:
+                problems.append(Problem(pointer, str(exc)))
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(Problem(pointer, f"number {value} is not valid JSON", "write a number, or null"))
+        elif isinstance(value, dict):
+            for key in duplicates.get(id(value), (None, []))[1]:
+                problems.append(
+                    Problem(
+                        pointers.join(pointer, key),
+                        f"duplicate key {key!r}: JSON keeps only the last one",
+                        "remove or rename one of them",
+                    )
+                )
+            stack.extend((v, pointers.join(pointer, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, pointers.join(pointer, i)) for i, v in enumerate(value))
+    return problems
 
 
 def validate_file(path: str | Path, config: EngineConfig | None = None) -> ValidPolicy:
@@ -150,6 +270,9 @@ def validate_document(doc: dict[str, Any], path: Path | None = None, config: Eng
     ``config`` is the engine configuration that step checks (such as allow-lists) may read;
     by default it is loaded (``EngineConfig.load``) the first time a check asks for it.
     """
+    found = limit_problems(doc)
+    if found:  # deeper walks (and Python's int-to-text conversion) would fail on such a document
+        raise PolicyError(found, str(path) if path else None)
     checker = _Checker(doc, path.resolve().parent if path else None, config)
     result = checker.run()
     if checker.problems:
