@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import Step, StepContext, StepError
+from engine import CheckContext, Problem, Step, StepContext, StepError
 
-from . import paths
-from .envelope import FetchEnvelope, resolve_path, sha256_hex, utc_now
+from . import paths, reach
+from .envelope import FetchEnvelope, sha256_hex, utc_now
 
 Format = Literal["csv", "json", "jsonl", "parquet"]
 _BY_SUFFIX: dict[str, Format] = {
@@ -33,8 +33,9 @@ _MEDIA = {
 class FetchFile(Step, type="fetch.file"):
     """Read a local CSV, JSON, JSONL or Parquet file into a DataFrame (or parsed JSON with ``as: json``).
 
-    The path is relative to the policy file's folder unless it is absolute. The output is the
-    fetch envelope: ``data`` plus the file's URI, its SHA-256 and when it was read.
+    The path is relative to the policy file's folder unless it is absolute; it must be inside
+    ``[fetch] allowed_paths`` when the engine configuration sets it, and never in the engine's
+    state directory. The output is the fetch envelope: ``data`` plus the file's URI, its SHA-256 and when it was read.
     """
 
     class Params(BaseModel):
@@ -57,8 +58,13 @@ class FetchFile(Step, type="fetch.file"):
 
     Output = FetchEnvelope
 
+    @classmethod
+    def check(cls, params: dict[str, Any], where: CheckContext) -> list[Problem]:
+        return reach.check(params, "path", where)
+
     def run(self, params: Params, ctx: StepContext) -> FetchEnvelope:
-        path = resolve_path(params.path, ctx.policy_dir)
+        pointer = f"{ctx.pointer}/params/path"
+        path = reach.checked(params.path, pointer, ctx.policy_dir, ctx.config, ctx.artifacts.root.parent)
         fmt = params.format or _BY_SUFFIX.get(path.suffix.lower())
         if fmt is None:
             raise StepError(

@@ -15,9 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import Step, StepContext, StepError
+from engine import CheckContext, Problem, Step, StepContext, StepError
 
-from .envelope import FetchEnvelope, frame_high_water, initial_cursor, resolve_path, sha256_hex, utc_now
+from . import reach
+from .envelope import FetchEnvelope, frame_high_water, initial_cursor, sha256_hex, utc_now
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
 _DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
@@ -52,9 +53,11 @@ class FetchSql(Step, type="fetch.sql"):
 
     Values go in as named bind parameters (``:name`` in the query, ``params`` in the step),
     never by string interpolation. Anything but reading is refused (writes, ATTACH, PRAGMA,
-    ``load_extension``). ``max_rows``, ``max_bytes`` and ``timeout_s`` bound the query. With ``incremental``,
-    the query reads the cursor of the last successful run as ``:cursor`` (or through a param
-    set to ``{"ref": "ctx.<this step>.cursor"}``).
+    ``load_extension``). The file must be inside ``[fetch] allowed_paths`` when the engine
+    configuration sets it, and never in the engine's state directory. ``max_rows``,
+    ``max_bytes`` and ``timeout_s`` bound the query. With ``incremental``, the query reads the
+    cursor of the last successful run as ``:cursor`` (or through a param set to
+    ``{"ref": "ctx.<this step>.cursor"}``).
     """
 
     class Params(BaseModel):
@@ -72,6 +75,10 @@ class FetchSql(Step, type="fetch.sql"):
         )
 
     Output = FetchSqlOutput
+
+    @classmethod
+    def check(cls, params: dict[str, Any], where: CheckContext) -> list[Problem]:
+        return reach.check(params, "database", where)
 
     @classmethod
     def initial_state(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +103,8 @@ class FetchSql(Step, type="fetch.sql"):
                     f'or through a param set to {{"ref": "ctx.{ctx.step_id}.cursor"}}',
                     retryable=False,
                 )
-        path = resolve_path(params.database, ctx.policy_dir)
+        pointer = f"{ctx.pointer}/params/database"
+        path = reach.checked(params.database, pointer, ctx.policy_dir, ctx.config, ctx.artifacts.root.parent)
         if not path.is_file():
             raise StepError(f"database not found: {path} (params.database {params.database!r})", retryable=False)
         columns, rows = _Query(path, params, binds).result()
