@@ -18,9 +18,9 @@ import threading
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
+from .limits import MAX_DEPTH
+
 MASK = "***"
-MAX_DEPTH = 200
-"""Containers nested deeper than this are replaced by :data:`TOO_DEEP` by :func:`redact_value`."""
 TOO_DEEP = f"*** (nested deeper than {MAX_DEPTH} levels: not shown)"
 _MIN_LENGTH = 3  # shorter values would mask ordinary text everywhere
 _lock = threading.Lock()
