@@ -211,6 +211,13 @@ class _Fetch:
 
     def _first_request(self) -> tuple[str, dict[str, str], Any]:
         params = self.params
+        for name, value in params.headers.items():
+            if not (name.isascii() and value.isascii()):  # httpx would fail with a bare UnicodeEncodeError
+                raise StepError(
+                    f"header {name!r} is not ASCII text, as HTTP headers must be: encode its value "
+                    "(percent-encode or base64 it, as the server expects)",
+                    retryable=False,
+                )
         query = {k: _query_text(v) for k, v in params.query.items()}
         url = params.url
         cursor = None

@@ -233,6 +233,16 @@ def test_connection_refused_is_reported(run):
     assert error_of(result).startswith(f"cannot reach http://127.0.0.1:{port}/x after 2 attempts: ConnectError")
 
 
+def test_a_header_that_is_not_ascii_fails_without_showing_its_value(run, server, monkeypatch):
+    monkeypatch.setenv("API_TOKEN", "tök-3n")
+    result = run(doc(fetch(f"{server.url}/echo", headers={"X-Token": {"secret": "API_TOKEN"}})))
+    assert error_of(result) == (
+        "header 'X-Token' is not ASCII text, as HTTP headers must be: encode its value "
+        "(percent-encode or base64 it, as the server expects)"
+    )
+    assert server.requests("/echo") == []
+
+
 def test_max_bytes_bounds_the_body(run, server):
     result = run(doc(fetch(f"{server.url}/bytes", max_bytes=100)))
     assert error_of(result) == f"the response from {server.url}/bytes is larger than max_bytes (100)"
