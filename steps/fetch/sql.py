@@ -23,6 +23,7 @@ from .envelope import FetchEnvelope, frame_high_water, initial_cursor, sha256_he
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
 _DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
 _BATCH = 100  # rows fetched from SQLite at a time
+_PROGRESS_EVERY = 10_000  # SQLite VM instructions between checks of the stop flag
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
@@ -139,6 +140,7 @@ class _Query:
         self.done = threading.Event()
         self.lock = threading.Lock()
         self.conn: sqlite3.Connection | None = None
+        self.stopped = False  # the step gave up: stop at the next VM step, or before starting
         self.outcome: tuple[list[str], list[Any]] | BaseException | None = None
 
     def result(self) -> tuple[list[str], list[Any]]:
@@ -147,6 +149,7 @@ class _Query:
         worker.start()
         if not self.done.wait(params.timeout_s):
             with self.lock:
+                self.stopped = True
                 if self.conn is not None:
                     self.conn.interrupt()
             raise StepError(
@@ -181,6 +184,8 @@ class _Query:
             self.conn = conn
         conn.execute("PRAGMA query_only = ON")
         conn.set_authorizer(_authorize)
+        # an interrupt that came before the connection existed, caught at the next VM step
+        conn.set_progress_handler(lambda: 1 if self.stopped else 0, _PROGRESS_EVERY)
         result = conn.execute(params.query, self.binds)
         columns = [d[0] for d in result.description or ()]
         rows: list[Any] = []
