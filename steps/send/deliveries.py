@@ -3,7 +3,10 @@
 One row per recipient (an email address, or a file path for ``send.file``) per delivery
 attempt that reached a result: ``sent`` when the server accepted the message (or the file was
 written), ``failed`` with the error, ``duplicate`` when an earlier ``sent`` row with the same
-dedup key made the step send nothing.
+dedup key made the step send nothing. ``send.email`` writes its rows as ``sending`` before it
+talks to the server (a write-ahead claim) and turns them into ``sent`` or ``failed``; what the
+server accepted is also in the journal (:mod:`.journal`), so that a database lock after
+acceptance can neither lose it nor fail the step.
 
 The dedup key is a SHA-256 over the policy id, the step id, the run's logical date (the
 scheduled slot of a scheduled run, else the run id), the recipients and the content hash. A
@@ -19,7 +22,8 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,7 +31,10 @@ import sqlalchemy as sa
 
 from engine import StepContext, StepError
 
-Status = Literal["sent", "failed", "duplicate"]
+from .journal import NAME as JOURNAL_NAME
+from .journal import Journal
+
+Status = Literal["sent", "failed", "duplicate", "sending"]
 
 metadata = sa.MetaData()
 deliveries = sa.Table(
@@ -59,6 +66,14 @@ claims = sa.Table(
 CLAIM_STALE_S = 900.0
 CLAIM_WAIT_S = 120.0
 CLAIM_POLL_S = 0.2
+# How long a write after the server accepted waits for a database lock: the journal already
+# holds the acceptance, so waiting longer only delays the step (the engine's own is 10 s).
+RECORD_PATIENCE_S = 2.0
+# What a `sending` row left by a process that died becomes (no journal entry: unknown outcome)
+ABANDONED = (
+    "the engine stopped while talking to the server; the server may have received the message "
+    "(it was sent again: see 'Idempotency' in docs/steps/send.md)"
+)
 
 
 def utc_now() -> str:
@@ -101,12 +116,16 @@ class Deliveries:
     """Reads and writes of the ``deliveries`` table for one step (blocking: call from a thread)."""
 
     def __init__(self, ctx: StepContext, channel: str) -> None:
-        self.db = ctx.database(metadata)
+        with busy_database("nothing was delivered"):
+            self.db = ctx.database(metadata)
         self.run_id = ctx.run_id
         self.step_id = ctx.step_id
         self.channel = channel
+        # the state directory (the artifact store is its "artifacts" folder)
+        self.journal = Journal(ctx.artifacts.root.parent / JOURNAL_NAME)
 
     def find_sent(self, key: str) -> Sent | None:
+        """The earliest ``sent`` record of ``key``: in the table, else in the journal."""
         query = (
             sa.select(deliveries.c.run_id, deliveries.c.message_id, deliveries.c.sent_at)
             .where(deliveries.c.dedup_key == key, deliveries.c.status == "sent")
@@ -115,7 +134,10 @@ class Deliveries:
         )
         with self.db.connect() as conn:
             row = conn.execute(query).first()
-        return Sent(row.run_id, row.message_id, row.sent_at) if row else None
+        if row:
+            return Sent(row.run_id, row.message_id, row.sent_at)
+        entry = self.journal.find(key)
+        return Sent(entry["run_id"], entry.get("message_id"), entry.get("sent_at")) if entry else None
 
     def claim(self, key: str) -> str | None:
         """Claim ``key`` for this run; returns None when claimed, else the run holding it."""
@@ -168,6 +190,115 @@ class Deliveries:
         if rows:
             with self.db.begin() as conn:
                 conn.execute(deliveries.insert(), rows)
+
+    # -- send.email's write-ahead rows -------------------------------------------------------
+
+    def resolve_journal(self) -> int:
+        """Write what the journal knows into the table; returns how many entries must wait."""
+        return self.journal.resolve(self._apply)
+
+    def open_sending(self, key: str, recipients: Iterable[str], message_id: str) -> None:
+        """``sending`` rows for ``message_id``, committed before any byte goes to the server."""
+        with busy_database("nothing was sent"):
+            self.record(key, "sending", recipients, message_id=message_id)
+
+    def close_failed(self, key: str, message_id: str, error: str) -> None:
+        """The ``sending`` rows of a message the server did not accept become ``failed``."""
+        with busy_database(f"nothing was sent; the error was: {error}"), self.db.begin() as conn:
+            conn.execute(_sending(key, message_id).values(status="failed", error=error))
+
+    def accepted(self, key: str, message_id: str, sent_at: str, sent: list[str], refused: dict[str, str]) -> bool:
+        """Record the acceptance: the journal first (durable), then the table, waiting at most
+        RECORD_PATIENCE_S for its lock. Returns False when the table must wait (the journal has it)."""
+        entry = {
+            "dedup_key": key,
+            "run_id": self.run_id,
+            "step_id": self.step_id,
+            "channel": self.channel,
+            "message_id": message_id,
+            "sent_at": sent_at,
+            "sent": sent,
+            "refused": refused,
+        }
+        self.journal.append(entry)
+        return self.resolve_journal() == 0
+
+    def abandon_sending(self, key: str) -> int:
+        """``sending`` rows of ``key`` left by a process that died before any outcome: ``failed``.
+
+        Call it holding the key's claim (no live process sends it then), after
+        :meth:`resolve_journal` (so an acceptance the journal knows is already ``sent``).
+        """
+        pending = [e.get("message_id") for e in self.journal.entries()]  # accepted, table still busy
+        query = deliveries.update().where(
+            deliveries.c.dedup_key == key, deliveries.c.status == "sending", deliveries.c.message_id.not_in(pending)
+        )
+        with busy_database("nothing was sent"), self.db.begin() as conn:
+            return conn.execute(query.values(status="failed", error=ABANDONED)).rowcount or 0
+
+    def _apply(self, entry: dict[str, Any]) -> None:
+        """One journal entry into the table, idempotently: its ``sending`` rows become ``sent``
+        (``failed`` for the refused), or ``sent`` rows are added when there are none."""
+        key, message_id, refused = entry["dedup_key"], entry["message_id"], dict(entry.get("refused") or {})
+        with _patience(self.db, RECORD_PATIENCE_S) as conn, conn.begin():
+            done = conn.execute(
+                sa.select(deliveries.c.id).where(deliveries.c.message_id == message_id, deliveries.c.status == "sent")
+            ).first()
+            if done is not None:
+                return
+            changed = conn.execute(
+                _sending(key, message_id)
+                .where(deliveries.c.recipient.not_in(list(refused)))
+                .values(status="sent", sent_at=entry["sent_at"])
+            ).rowcount
+            for recipient, reply in refused.items():
+                conn.execute(
+                    _sending(key, message_id)
+                    .where(deliveries.c.recipient == recipient)
+                    .values(status="failed", error=reply)
+                )
+            if not changed:  # no sending rows (deleted by hand, or written elsewhere): add the sent ones
+                base = {"run_id": entry["run_id"], "step_id": entry["step_id"], "channel": entry["channel"]}
+                base.update(dedup_key=key, message_id=message_id, sent_at=entry["sent_at"], status="sent", error=None)
+                rows = [{**base, "recipient": recipient} for recipient in entry["sent"]]
+                if rows:
+                    conn.execute(deliveries.insert(), rows)
+
+
+def _sending(key: str, message_id: str) -> Any:
+    return deliveries.update().where(
+        deliveries.c.dedup_key == key, deliveries.c.message_id == message_id, deliveries.c.status == "sending"
+    )
+
+
+@contextmanager
+def _patience(db: sa.Engine, seconds: float) -> Iterator[sa.Connection]:
+    """A connection that waits at most ``seconds`` for a SQLite lock (then as before)."""
+    with db.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            yield conn
+            return
+        before = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+        conn.commit()
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={int(before or 0)}")
+            conn.commit()
+
+
+@contextmanager
+def busy_database(what: str) -> Iterator[None]:
+    """A locked state database as a retryable StepError that says what did (not) happen."""
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig) if exc.orig is not None else str(exc)
+        raise StepError(
+            f"the state database is busy ({reason}: another process holds its lock); {what}", retryable=True
+        ) from exc
 
 
 def _busy(holder: str, key: str) -> StepError:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine import ArtifactRef, CheckContext, Problem, Step, StepContext, StepError, is_expression
@@ -13,7 +14,7 @@ from engine import ArtifactRef, CheckContext, Problem, Step, StepContext, StepEr
 from . import mime, smtp
 from .addresses import KINDS, Limits, LineBreak, bare, hint_for, one_line, parse
 from .content import Attachment, Blob, blob, read_artifact
-from .deliveries import Deliveries, claim_async, content_hash, dedup_key, utc_now
+from .deliveries import Deliveries, busy_database, claim_async, content_hash, dedup_key, utc_now
 from .plaintext import html_to_text
 
 
@@ -141,7 +142,10 @@ class SendEmail(Step, type="send.email"):
         try:
             return await self._deliver(params, ctx, letter, key, settings, records)
         finally:
-            await asyncio.to_thread(records.release, key)
+            try:
+                await asyncio.to_thread(records.release, key)
+            except sa.exc.OperationalError as exc:  # a claim left behind is taken over (see deliveries)
+                ctx.log.warning("send.email.claim_kept", dedup_key=key, error=str(exc.orig))
 
     async def _deliver(
         self,
@@ -153,22 +157,33 @@ class SendEmail(Step, type="send.email"):
         records: Deliveries,
     ) -> SendEmailOutput:
         envelope = _envelope(letter)
+        # what an earlier process accepted but could not write down is written now
+        if await asyncio.to_thread(records.resolve_journal):
+            ctx.log.warning("send.email.journal_waiting", journal=str(records.journal.path))
         if not params.force:
             earlier = await asyncio.to_thread(records.find_sent, key)
             if earlier is not None:
-                await asyncio.to_thread(records.record, key, "duplicate", envelope, message_id=earlier.message_id)
+                with busy_database("nothing was sent (the message is a duplicate)"):
+                    await asyncio.to_thread(records.record, key, "duplicate", envelope, message_id=earlier.message_id)
                 ctx.log.info("send.email.duplicate", dedup_key=key, sent_by_run=earlier.run_id)
                 return self._output(letter, key, "duplicate", earlier.message_id, {}, earlier.sent_at)
+        if abandoned := await asyncio.to_thread(records.abandon_sending, key):
+            # no journal entry: that process died talking to the server, before any acceptance
+            # reached it; the message may have arrived anyway (documented), it is sent again
+            ctx.log.warning("send.email.unknown_outcome", dedup_key=key, rows=abandoned)
         message = mime.build(letter)
         message_id = str(message["Message-ID"])
         data = message.as_bytes()
         sent_at = ""
+        await asyncio.to_thread(records.open_sending, key, envelope, message_id)
 
         async def record_accepted(accepted: smtp.Accepted) -> None:
             nonlocal sent_at
             sent_at = utc_now()
-            accepted_for = [a for a in envelope if a not in accepted.refused]
-            await asyncio.to_thread(_record_accepted, records, key, accepted_for, accepted.refused, message_id, sent_at)
+            sent = [a for a in envelope if a not in accepted.refused]
+            args = (key, message_id, sent_at, sent, accepted.refused)
+            if not await asyncio.to_thread(records.accepted, *args):
+                ctx.log.warning("send.email.recorded_later", message_id=message_id, journal=str(records.journal.path))
 
         sender = bare(letter.sender)
         for attempt in range(1, params.attempts + 1):
@@ -182,7 +197,7 @@ class SendEmail(Step, type="send.email"):
                     await asyncio.sleep(delay)
                     continue
                 final = _after_tries(exc, attempt)
-                await asyncio.to_thread(records.record, key, "failed", envelope, error=str(final))
+                await asyncio.to_thread(records.close_failed, key, message_id, str(final))
                 if final is exc:
                     raise
                 raise final from exc
@@ -346,10 +361,3 @@ def _envelope(letter: mime.Letter) -> list[str]:
         plain = bare(address)
         seen.setdefault(plain.lower(), plain)
     return list(seen.values())
-
-
-def _record_accepted(
-    records: Deliveries, key: str, sent: list[str], refused: dict[str, str], message_id: str, sent_at: str
-) -> None:
-    records.record(key, "sent", sent, message_id=message_id, sent_at=sent_at)
-    records.record(key, "failed", list(refused), message_id=message_id, errors=refused)
