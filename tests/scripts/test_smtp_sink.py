@@ -23,7 +23,7 @@ def wait_for(path: Path, proc: subprocess.Popen[str], limit_s: float = 20) -> No
         time.sleep(0.02)
 
 
-def test_the_sink_saves_each_message_and_its_attachments(run, tmp_path):
+def test_the_sink_saves_each_message_and_its_attachments(run, tmp_path, monkeypatch):
     out, port_file = tmp_path / "mail", tmp_path / "sink.port"
     sink = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "smtp_sink.py"), "--port", "0", "--port-file", str(port_file)]
@@ -35,14 +35,14 @@ def test_the_sink_saves_each_message_and_its_attachments(run, tmp_path):
     try:
         wait_for(port_file, sink)
         port = int(port_file.read_text())
+        monkeypatch.setenv("ENGINE_SMTP_HOST", "127.0.0.1")  # the machine's server, as users set it
+        monkeypatch.setenv("ENGINE_SMTP_PORT", str(port))
         send = {
             "from": "reports@example.com",
             "to": ["ann@example.com"],
             "subject": "Daily sales",
             "html": "<p>Hello</p>",
             "attachments": [{"ref": "ctx.report.pdf"}],
-            "host": "127.0.0.1",
-            "port": port,
             "security": "none",
         }
         result = run(
