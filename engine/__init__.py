@@ -30,6 +30,7 @@ from .errors import UsageError as UsageError
 from .limits import MAX_DEPTH as MAX_DEPTH
 from .limits import LimitError as LimitError
 from .limits import checked_operator as checked_operator
+from .redact import mask_query as mask_secret_query
 from .redact import register as register_secret
 from .sandbox import sandbox_environment as sandbox_environment
 from .schedule import is_due as is_due
@@ -80,6 +81,7 @@ __all__ = [
     "evaluate_condition",
     "is_due",
     "is_expression",
+    "mask_secret_query",
     "missed_slots",
     "next_fire",
     "policy_section",

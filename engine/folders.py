@@ -189,7 +189,7 @@ def _raw_id(path: Path) -> str | None:
     """The ``"id"`` written in an invalid file, if it has one: it still names a policy."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     policy_id = doc.get("id") if isinstance(doc, dict) else None
     return policy_id if isinstance(policy_id, str) else None

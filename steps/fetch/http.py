@@ -26,8 +26,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from engine import CheckContext, Problem, Step, StepContext, StepError, is_expression
-from engine.redact import mask_query
+from engine import CheckContext, Problem, Step, StepContext, StepError, is_expression, mask_secret_query
 
 from . import cache, hosts, paths
 from .envelope import FetchEnvelope, frame_high_water, initial_cursor, sha256_hex, utc_now
@@ -197,7 +196,7 @@ class _Fetch:
             data=data,
             content_type=pages[0].content_type,
             status_code=pages[-1].status_code,
-            url=mask_query(pages[0].url),  # ?key=*** for a secret query value
+            url=mask_secret_query(pages[0].url),  # ?key=*** for a secret query value
             fetched_at=utc_now(),
             cache_status=_overall_cache_status(statuses),  # type: ignore[arg-type]
             content_hash=_content_hash(pages),

@@ -19,7 +19,7 @@ from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from engine import StepError
+from engine import StepError, sandbox_environment
 
 from . import charts
 from .formats import format_value
@@ -68,7 +68,8 @@ class FolderLoader(jinja2.FileSystemLoader):
 
 
 def environment(dirs: list[Path]) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = sandbox_environment(
+        False,
         loader=jinja2.ChoiceLoader([FolderLoader(str(d)) for d in dirs]),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml"], default_for_string=True, default=False),
         undefined=jinja2.StrictUndefined,

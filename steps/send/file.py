@@ -9,17 +9,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine import Step, StepContext, StepError
+from engine import Step, StepContext, StepError, sandbox_environment
 
 from .content import Attachment, Blob, blob
 from .deliveries import Deliveries, claim_blocking, content_hash, dedup_key, utc_now
 
 # File names are not HTML: autoescaping would turn 'Q&A' into 'Q&amp;A'. The sandbox (no
 # attribute tricks, no imports) and the path check below are what keep a name safe.
-_names = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_names = sandbox_environment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 Action = Literal["written", "replaced", "unchanged", "skipped", "would_write", "would_replace", "conflict"]
 

@@ -40,6 +40,7 @@ EXPECTED = [
     "evaluate_condition",
     "is_due",
     "is_expression",
+    "mask_secret_query",
     "missed_slots",
     "next_fire",
     "policy_section",
