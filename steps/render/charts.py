@@ -207,6 +207,21 @@ def browser_path(configured: str | None = None) -> str:
     raise StepError(INSTALL_HINT.format(names=", ".join(BROWSERS)), retryable=False)
 
 
+async def _abandon_on_cancel(work: Any) -> Any:
+    """Await ``work`` in a task of its own, and stop waiting for it at once when cancelled.
+
+    Kaleido returns its tab in a ``finally`` that awaits the browser without a time limit; awaited
+    directly, a cancellation would wait on a browser that answers nothing. The task is cancelled
+    and left to end when ``_close`` kills the browser."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(_ignore_outcome)
+        raise
+
+
 _PAGE_NOT_READY = "kaleido_scopes is not defined"
 _PAGE_RACE_TRIES = 3
 CLOSE_TIMEOUT_S = 2.0
@@ -275,7 +290,7 @@ class ImageRenderer:
         opts = {"format": fmt, "width": fig.layout.width, "height": fig.layout.height, "scale": scale}
         for attempt in range(1, _PAGE_RACE_TRIES + 1):
             try:
-                data: bytes = await self._kaleido.calc_fig(fig, opts=opts)
+                data: bytes = await _abandon_on_cancel(self._kaleido.calc_fig(fig, opts=opts))
                 return data
             except Exception as exc:  # one boundary: Kaleido's and the browser's errors become step errors
                 _raise_if_cancelling(exc)  # e.g. the browser was killed because the run is stopping
