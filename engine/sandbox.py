@@ -6,7 +6,7 @@ Jinja2's sandbox keeps templates away from Python internals, but not from arithm
 template, so ``engine validate`` froze too. Here ``+ * ** %`` are intercepted: Jinja2 then leaves
 them out of constant folding and calls :meth:`call_binop`, which applies them through
 :func:`engine.limits.checked_operator` (integers of at most ``MAX_INT_DIGITS`` digits, strings and
-lists of at most ``MAX_LENGTH`` items). The padding of strings (``'x'.ljust(10 ** 9)``, the
+lists of at most ``MAX_LENGTH`` items). The padding of strings (``'x'.ljust(10 ** 9)``, ``str.format``, the
 ``center``, ``indent`` and ``format`` filters) is limited to ``MAX_LENGTH`` characters too, and
 ``range`` keeps Jinja2's own limit of 100,000 items.
 
@@ -20,9 +20,12 @@ Example::
 
 from __future__ import annotations
 
+import re
+from functools import update_wrapper
 from typing import Any
 
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, SandboxedFormatter
+from markupsafe import EscapeFormatter, Markup
 
 from .limits import MAX_LENGTH, LimitError, check_format, checked_operator
 
@@ -55,8 +58,44 @@ def _limited_filters(filters: dict[str, Any]) -> None:
     filters.update(format=format_, center=center_, indent=indent_)
 
 
+_DIGITS = re.compile(r"\d+")
+
+
+class _LimitedFormatter(SandboxedFormatter):
+    """``str.format`` in a template: a field's width or precision (after ``{}`` in the spec is
+    filled in) may not pass ``MAX_LENGTH``, so ``'{:>999999999}'.format(1)`` is refused."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if any(len(n) > 7 or int(n) > MAX_LENGTH for n in _DIGITS.findall(format_spec)):
+            raise LimitError(f"a str.format width or precision above {MAX_LENGTH} is not allowed")
+        return super().format_field(value, format_spec)
+
+
+class _LimitedEscapeFormatter(_LimitedFormatter, EscapeFormatter):
+    pass
+
+
 class _Limits:
     """The limits, mixed into both sandboxes."""
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """Jinja2's sandboxed ``str.format``/``format_map``, with :class:`_LimitedFormatter`."""
+        if super().wrap_str_format(value) is None:  # type: ignore[misc]
+            return None
+        text = value.__self__
+        formatter = (
+            _LimitedEscapeFormatter(self, escape=text.escape) if isinstance(text, Markup) else _LimitedFormatter(self)  # type: ignore[arg-type]
+        )
+        is_format_map = value.__name__ == "format_map"
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one argument, and no keyword arguments")
+                kwargs, args = args[0], ()
+            return type(text)(formatter.vformat(text, args, kwargs))
+
+        return update_wrapper(wrapper, value)
 
     intercepted_binops = _INTERCEPTED
 

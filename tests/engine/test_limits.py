@@ -153,6 +153,20 @@ def test_templates_within_the_limits_still_compute():
     assert env.from_string(source).render() == "1024 True ababab [1, 2] 3.1 1"
 
 
+@pytest.mark.parametrize(
+    "source",
+    ["{{ '{:>999999999}'.format(1) }}", "{{ '{:>{}}'.format(1, 999999999) }}", "{{ '{x:.9999999f}'.format_map(d) }}"],
+    ids=["width", "nested width", "format_map precision"],
+)
+def test_str_format_cannot_pad_past_the_limit(source):
+    env = sandbox_environment(autoescape=False)
+    started = time.monotonic()
+    with pytest.raises(LimitError, match=r"^a str.format width or precision above 1000000 is not allowed$"):
+        env.from_string(source).render(d={"x": 1.5})
+    assert time.monotonic() - started < 0.5
+    assert env.from_string("{{ '{:>5}|{:.2f}'.format(1, 2.5) }}").render() == "    1|2.50"
+
+
 def test_the_mutable_sandbox_has_the_limits_too():
     env = sandbox_environment(immutable=False)
     with pytest.raises(LimitError, match="would be an integer of more than 1000 digits"):
