@@ -98,6 +98,18 @@ state_dir_option = click.option(
 policy_argument = click.argument("policy", type=click.Path(dir_okay=False, path_type=Path))
 
 
+def format_option(help_text: str) -> Any:
+    """``--format text|json|mermaid|dot`` (plan, show)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json", "mermaid", "dot"]),
+        default="text",
+        show_default=True,
+        help=help_text,
+    )
+
+
 def _store(ctx: click.Context, state_dir: Path | None) -> Store:
     store = Store.open(state_dir or ctx.obj["state_dir"])
     store.mark_interrupted()
@@ -236,14 +248,7 @@ def _validate_one(policy: Path, as_json: bool) -> None:
 
 @cli.command()
 @policy_argument
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "mermaid", "dot"]),
-    default="text",
-    show_default=True,
-    help="text: layers in words; json: the plan as JSON; mermaid or dot: a diagram of the graph.",
-)
+@format_option("text: layers in words; json: the plan as JSON; mermaid or dot: a diagram of the graph.")
 @click.option("--dry-run", is_flag=True, help="Show which steps a dry run would preview.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Set a run parameter.")
 def plan(policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...]) -> None:
@@ -518,14 +523,7 @@ def _utc_text(option: str, value: str | None) -> str | None:
 @cli.command()
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON (same as --format json).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "mermaid", "dot"]),
-    default="text",
-    show_default=True,
-    help="text: a table of the steps; json: the run as JSON; mermaid or dot: the graph coloured by state.",
-)
+@format_option("text: a table of the steps; json: the run as JSON; mermaid or dot: the graph coloured by state.")
 @state_dir_option
 @click.pass_context
 def show(ctx: click.Context, run_id: str, as_json: bool, fmt: str, state_dir: Path | None) -> None:

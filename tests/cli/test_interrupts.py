@@ -17,10 +17,11 @@ from tests.cli.test_cli import _base_env, _wait_for_state
 from tests.conftest import ROOT, policy
 
 
-def start(path: Path, state_dir: Path, cwd: Path) -> subprocess.Popen[str]:
+def start(path: Path, state_dir: Path, cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """``engine run PATH --json`` (or ``engine ARGS... --json``) in the background, test steps loaded."""
     env = {"ENGINE_STATE_DIR": str(state_dir), "ENGINE_PLUGINS": "tests.stepkit", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", str(path), "--json"],
+        [sys.executable, "-m", "engine", *(args or ("run",)), str(path), "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -135,14 +136,7 @@ def descendants(pid: int) -> list[int]:
 def test_ctrl_c_while_the_flagship_draws_its_charts_ends_within_5_s_and_leaves_no_browser(state_dir, tmp_path):
     """The issue's reproduction: SIGINT while render.pdf has Kaleido's Chromium drawing charts."""
     flagship = ROOT / "policies" / "examples" / "sales_report.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", str(flagship), "--dry-run", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**_base_env(), "ENGINE_STATE_DIR": str(state_dir), "PYTHONPATH": str(ROOT)},
-        cwd=tmp_path,
-    )
+    proc = start(flagship, state_dir, tmp_path, "run", "--dry-run")
     _wait_for_state(state_dir, "pdf", "RUNNING", timeout=60)
     deadline = time.monotonic() + 20
     browsers: list[int] = []
@@ -170,15 +164,7 @@ def test_engine_due_does_not_wait_for_a_busy_thread_either(state_dir, tmp_path):
         {"id": "busy", "type": "test.sync_sleep", "params": {"seconds": 60}}, schedule={"interval_seconds": 3600}
     )
     (folder / "busy.json").write_text(json.dumps(doc), encoding="utf-8")
-    env = {"ENGINE_STATE_DIR": str(state_dir), "ENGINE_PLUGINS": "tests.stepkit", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "due", str(folder), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**_base_env(), **env},
-        cwd=tmp_path,
-    )
+    proc = start(folder, state_dir, tmp_path, "due")
     _wait_for_state(state_dir, "busy", "RUNNING")
     out, err, took = stop(proc, signal.SIGINT)
     assert took < 5, err
