@@ -97,7 +97,7 @@ class RunResult:
     def resume_command(self) -> str:
         """What to type to resume this run: with ``--policy`` when its file was edited since."""
         if self.policy_file_changed and self.policy_path:
-            return f"engine resume {self.run_id} --policy {_shell_word(_display_path(self.policy_path))}"
+            return f"engine resume {self.run_id} --policy {shlex.quote(_display_path(self.policy_path))}"
         return f"engine resume {self.run_id}"
 
 
@@ -135,7 +135,7 @@ class ResumePlan:
             out.append(
                 f"{shown} has changed since run {self.run_id} started; this resume uses the policy as the run "
                 f"recorded it, not your edits. To resume with the edited file: "
-                f"engine resume {self.run_id} --policy {_shell_word(shown)}"
+                f"engine resume {self.run_id} --policy {shlex.quote(shown)}"
             )
         if self.kept_side_effects:
             many = len(self.kept_side_effects) > 1
@@ -471,10 +471,6 @@ def _display_path(path: str) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:
         return path
-
-
-def _shell_word(text: str) -> str:
-    return shlex.quote(text)
 
 
 def graphs_order(valid: ValidPolicy) -> list[str]:
