@@ -38,6 +38,7 @@ from .policy import (
     effective_retry,
     effective_timeout,
 )
+from .resources import RunResources
 from .states import RunState, StepState, check_step
 from .step import SavedState, Step, StepContext
 from .store import Store, now
@@ -120,6 +121,7 @@ class Runner:
         self.policy = setup.valid.policy
         self.run_id = setup.run_id
         self.artifacts = ArtifactStore(setup.store.state_dir / "artifacts")
+        self.resources = RunResources()
         self.ctx = RunContext(setup.params, setup.run_info)
         self.records: dict[str, _StepRecord] = {}
         self.position = {sid: i for i, sid in enumerate(self.valid.main_ids + self.valid.failure_ids)}
@@ -151,6 +153,12 @@ class Runner:
         for sid in self.setup.kept:  # a resume: show what is kept as it is
             self._emit(sid)
         started = time.monotonic()
+        try:
+            return await self._execute(started)
+        finally:  # a browser the steps shared is closed however the run ended
+            await asyncio.shield(self.resources.aclose(self.log))
+
+    async def _execute(self, started: float) -> RunState:
         try:
             await self._phase(self.valid.main_ids, deadline=self._deadline())
         except asyncio.CancelledError:
@@ -439,6 +447,7 @@ class Runner:
             policy_id=self.policy.id,
             _evaluate=lambda cond, at="": parse_condition(cond, at).evaluate(self.ctx),
             _database=self.store.database,
+            _resources=self.resources,
         )
         step = cls()
         previewing = self.setup.dry_run and cls.has_side_effects(params)

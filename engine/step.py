@@ -22,6 +22,7 @@ import builtins
 import inspect
 import json
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from .config import EngineConfig
 from .errors import Problem, RegistryError, StepError
+from .resources import RunResources
 
 if TYPE_CHECKING:
     import sqlalchemy
@@ -112,6 +114,25 @@ class StepContext:
     policy_id: str = ""
     _evaluate: Callable[[Any, str], bool] | None = field(default=None, repr=False)
     _database: Callable[[Any], Any] | None = field(default=None, repr=False)
+    _resources: RunResources | None = field(default=None, repr=False)
+
+    async def shared(self, key: str, factory: Callable[[], AbstractAsyncContextManager[Any]]) -> Any:
+        """An object every step of this run shares, such as a browser: opened on first use, closed at run end.
+
+        The first call with ``key`` enters ``factory()`` (an async context manager) and returns
+        what it yields; later calls in the same run return the same object; the run exits it when
+        it ends, however it ends. Prefix ``key`` with your stage (``"render.browser"``). A context
+        made outside a run (a step called directly in a test) keeps its own shared objects until
+        ``await ctx.close_shared()``.
+        """
+        if self._resources is None:
+            self._resources = RunResources()
+        return await self._resources.get(key, factory)
+
+    async def close_shared(self) -> None:
+        """Close the shared objects of a context made outside a run (the runner closes a run's own)."""
+        if self._resources is not None:
+            await self._resources.aclose(self.log)
 
     def database(self, metadata: sqlalchemy.MetaData) -> sqlalchemy.Engine:
         """The engine's own database, with ``metadata``'s tables created if they do not exist.
