@@ -61,9 +61,14 @@ def policy_section(name: str, annotation: Any, description: str, *, default: Any
 
 
 def sections() -> dict[str, PolicySection]:
-    """Every declared section, by name."""
+    """Every section declared so far, by name (``plugins.load_all()`` first for every installed one)."""
     return dict(sorted(_sections.items()))
 
 
 def get(name: str) -> PolicySection | None:
+    """The section called ``name``, importing the plugin module that declares it on first use."""
+    if name not in _sections:
+        from . import plugins
+
+        plugins.load_section(name)
     return _sections.get(name)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
+from . import plugins
 from .config import EngineConfig
 from .errors import Problem, RegistryError, StepError
 from .resources import RunResources
@@ -312,13 +313,21 @@ class Registry:
             self._by_name.pop(alias, None)
 
     def get(self, name: str) -> type[Step] | None:
-        return self._by_name.get(name)
+        """The step type called ``name`` (or an alias), importing its plugin module on first use."""
+        cls = self._by_name.get(name)
+        if cls is None:
+            plugins.load_step_type(name)
+            cls = self._by_name.get(name)
+        return cls
 
     def names(self) -> list[str]:
-        """Every registered type name and alias."""
+        """Every installed type name and alias (imports every plugin module)."""
+        plugins.load_all()
         return sorted(self._by_name)
 
     def types(self) -> list[type[Step]]:
+        """Every installed step type (imports every plugin module)."""
+        plugins.load_all()
         return [self._types[name] for name in sorted(self._types)]
 
 

@@ -17,9 +17,8 @@ import typing
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from . import graph as graphs
@@ -41,6 +40,9 @@ from .policy import (
 from .step import CheckContext, Step, registry
 from .values import RUN_FIELDS, SECRET_NAME, expression_kind, iter_expressions, parse_ref, template_reads
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 _STEP_ID_RE = __import__("re").compile(STEP_ID_PATTERN)
 _PARAM_RE = __import__("re").compile(PARAM_NAME_PATTERN)
 
@@ -58,7 +60,6 @@ class ValidPolicy:
     raw_steps: list[Any]
     main_ids: list[str]
     failure_ids: list[str]
-    graph: nx.DiGraph = field(repr=False)
     # plugin sections (engine.policy_section): every declared one, validated, defaults filled in
     sections: dict[str, Any] = field(default_factory=dict)
     # steps whose params read their own saved state (ctx.<own id>.<key>)
@@ -67,6 +68,11 @@ class ValidPolicy:
     @property
     def id(self) -> str:
         return self.policy.id
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The step graph (networkx, built on first use: a plain run never needs it)."""
+        return graphs.build(self.main_ids + self.failure_ids, self.deps)
 
     def spec(self, step_id: str) -> StepSpec:
         return self._specs[step_id]
@@ -278,7 +284,7 @@ def validate_document(doc: dict[str, Any], path: Path | None = None, config: Eng
     if checker.problems:
         raise PolicyError(checker.problems, str(path) if path else None)
     assert result is not None
-    policy, deps, graph = result
+    policy, deps = result
     return ValidPolicy(
         policy=policy,
         document=doc,
@@ -289,7 +295,6 @@ def validate_document(doc: dict[str, Any], path: Path | None = None, config: Eng
         raw_steps=checker.raw_steps,
         main_ids=[s.id for s in policy.steps],
         failure_ids=[s.id for s in policy.on_failure],
-        graph=graph,
         sections=checker.sections,
         self_refs=frozenset(checker.self_refs),
     )
@@ -349,7 +354,7 @@ class _Checker:
     def add(self, pointer: str, message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(pointer, message, hint))
 
-    def run(self) -> tuple[Policy, dict[str, list[str]], nx.DiGraph] | None:
+    def run(self) -> tuple[Policy, dict[str, list[str]]] | None:
         policy = self._shape()
         raw_params = self.doc.get("params")
         params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
@@ -370,9 +375,9 @@ class _Checker:
         for sid, raw, ptr in failure:
             deps[sid] = self._check_step(sid, raw, ptr, phase="on_failure")
         order = [sid for sid, _, _ in main] + [sid for sid, _, _ in failure]
-        graph = graphs.build(order, deps)
         pointer_of = {sid: ptr for sid, _, ptr in [*main, *failure]}
-        for cycle in graphs.find_cycles(graph, order):
+        cycles = graphs.find_cycles(graphs.build(order, deps), order) if graphs.has_cycle(order, deps) else []
+        for cycle in cycles:
             self.add(
                 pointer_of[cycle[0]],
                 "dependency cycle: " + " -> ".join(cycle),
@@ -383,11 +388,25 @@ class _Checker:
         if self.problems or policy is None:
             return None
         self.raw_steps = [*self.doc["steps"], *self.doc.get("on_failure", [])]
-        return policy, deps, graph
+        return policy, deps
 
     # -- shape ---------------------------------------------------------------------------
 
+    def _import_plugins(self) -> None:
+        """Import the plugin modules of the step types and sections this document names, before
+        anything reads the declared sections (a step's own sections get their defaults)."""
+        core = {*Policy.model_fields, *(f.alias for f in Policy.model_fields.values() if f.alias)}
+        for key in self.doc:
+            if isinstance(key, str) and key not in core:
+                policy_sections.get(key)
+        for phase in ("steps", "on_failure"):
+            raw = self.doc.get(phase)
+            for step in raw if isinstance(raw, list) else []:
+                if isinstance(step, dict) and isinstance(step.get("type"), str):
+                    registry.get(step["type"])
+
     def _shape(self) -> Policy | None:
+        self._import_plugins()
         declared = policy_sections.sections()
         core = {k: v for k, v in self.doc.items() if k not in declared}
         for name, section in declared.items():

@@ -17,15 +17,14 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
-
-import jinja2
-from jinja2 import meta, nodes
+from typing import TYPE_CHECKING, Any
 
 from . import pointers, redact
 from .errors import RefError, SecretError, TemplateError
 from .limits import LimitError
-from .sandbox import sandbox_environment
+
+if TYPE_CHECKING:
+    import jinja2
 
 EXPRESSION_KEYS = ("ref", "template", "secret", "literal")
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -192,12 +191,21 @@ class RunContext:
 
 # -- templates ---------------------------------------------------------------------------
 
-_env = sandbox_environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    """The sandboxed environment of policy templates, made on first use: a policy without
+    templates never imports Jinja2."""
+    import jinja2
+
+    from .sandbox import sandbox_environment
+
+    return sandbox_environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 @lru_cache(maxsize=4096)
 def _compile(source: str) -> jinja2.Template:
-    return _env.from_string(source)
+    return _env().from_string(source)
 
 
 def template_reads(source: str) -> tuple[set[str], set[tuple[str, str]]]:
@@ -205,7 +213,9 @@ def template_reads(source: str) -> tuple[set[str], set[tuple[str, str]]]:
 
     Raises ``jinja2.TemplateSyntaxError``.
     """
-    tree = _env.parse(source)
+    from jinja2 import meta, nodes
+
+    tree = _env().parse(source)
     fields: set[tuple[str, str]] = set()
     names = set(meta.find_undeclared_variables(tree))
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
@@ -225,6 +235,8 @@ def template_reads(source: str) -> tuple[set[str], set[tuple[str, str]]]:
 
 
 def _read_key(node: Any) -> str | None:
+    from jinja2 import nodes
+
     if isinstance(node, nodes.Getattr):
         return str(node.attr)
     if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
@@ -234,6 +246,8 @@ def _read_key(node: Any) -> str | None:
 
 def _read(node: Any) -> tuple[str | None, str | None]:
     """``name.key`` or ``name["key"]`` of a Getattr/Getitem node over a plain name."""
+    from jinja2 import nodes
+
     if not isinstance(node, nodes.Getattr | nodes.Getitem) or not isinstance(node.node, nodes.Name):
         return None, None
     if isinstance(node, nodes.Getattr):
@@ -244,6 +258,8 @@ def _read(node: Any) -> tuple[str | None, str | None]:
 
 
 def render_template(source: str, ctx: RunContext, where: str = "") -> str:
+    import jinja2
+
     at = f" at {where}" if where else ""
     try:
         return _compile(source).render(ctx.template_namespace())

@@ -9,23 +9,22 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
-from .. import __version__, logs
-from ..api import RunResult, get_run, plan_resume, resume_run, run_params, run_policy
+from .. import __version__
 from ..errors import EngineError, PolicyError, UsageError
 from ..plugins import load_plugins
-from ..runner import Runner
-from ..schema import manifest, policy_schema
 from ..states import RunState
-from ..step import registry
-from ..store import Store
-from ..validate import ValidPolicy, validate_file
-from . import diagrams, interrupts, render
+from . import interrupts
+from .consoles import LazyConsole
+
+if TYPE_CHECKING:  # commands import what they use when they run: `engine --help` stays fast
+    from ..api import RunResult
+    from ..runner import Runner
+    from ..store import Store
+    from ..validate import ValidPolicy
 
 EXIT_BY_STATUS = {
     RunState.SUCCESS.value: 0,
@@ -39,8 +38,8 @@ EXIT_BY_STATUS = {
 STOP_DEADLINE_S = 4.5
 
 # off a terminal, rich would wrap at 80 columns; keep lines whole for logs and pipes
-stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-stderr = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+stdout = LazyConsole(stderr=False)
+stderr = LazyConsole(stderr=True)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -62,6 +61,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 
 def _report(exc: EngineError, as_json: bool = False) -> None:
+    from . import render
+
     if as_json:  # whoever asked for JSON gets JSON, errors included
         problems = [p.to_dict() for p in exc.problems] if isinstance(exc, PolicyError) else []
         status = "INVALID" if isinstance(exc, PolicyError) else "ERROR"
@@ -111,6 +112,8 @@ def format_option(help_text: str) -> Any:
 
 
 def _store(ctx: click.Context, state_dir: Path | None) -> Store:
+    from ..store import Store
+
     store = Store.open(state_dir or ctx.obj["state_dir"])
     store.mark_interrupted()
     return store
@@ -166,6 +169,9 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
     Each argument is a policy file or a folder: a folder's *.json files are checked as
     `engine serve` loads them, and a policy id used by more than one file is a problem for
     every one of them."""
+    from ..validate import validate_file
+    from . import render
+
     if len(paths) == 1 and not paths[0].is_dir():
         _validate_one(paths[0], as_json)
         return
@@ -224,6 +230,9 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
 
 
 def _validate_one(policy: Path, as_json: bool) -> None:
+    from ..validate import validate_file
+    from . import render
+
     try:
         valid = validate_file(policy)
     except PolicyError as exc:
@@ -253,7 +262,10 @@ def _validate_one(policy: Path, as_json: bool) -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Set a run parameter.")
 def plan(policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...]) -> None:
     """Show the execution layers and what each step would do, without running anything."""
+    from ..api import run_params
     from ..plan import make_plan
+    from ..validate import validate_file
+    from . import diagrams
 
     valid = validate_file(policy)
     result = make_plan(valid, run_params(valid, _param_strings(params)), dry_run)
@@ -293,6 +305,8 @@ def plan(policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...]) -> None
 @cli.command()
 def schema() -> None:
     """Print the policy JSON Schema (Draft 2020-12), with params typed per step type."""
+    from ..schema import policy_schema
+
     _dump(policy_schema())
 
 
@@ -300,6 +314,12 @@ def schema() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest: each type's Params/Output JSON Schemas.")
 def steps(as_json: bool) -> None:
     """List the registered step types."""
+    from rich.markup import escape
+
+    from ..schema import manifest
+    from ..step import registry
+    from . import render
+
     if as_json:
         _dump({"steps": manifest()})
         return
@@ -325,6 +345,9 @@ def run(
     ctx: click.Context, policy: Path, dry_run: bool, params: tuple[str, ...], as_json: bool, state_dir: Path | None
 ) -> None:
     """Run a policy."""
+    from ..api import run_params, run_policy
+    from ..validate import validate_file
+
     valid = validate_file(policy)
     strings = _param_strings(params)
     run_params(valid, strings)  # bad params are exit 2, before anything is recorded
@@ -377,6 +400,11 @@ def resume(
 
     RUN_ID may be a unique prefix of the run id. Edits to the policy file need --policy FILE:
     without it the resume runs the policy as the run recorded it."""
+    from rich.markup import escape
+
+    from ..api import plan_resume, resume_run
+    from ..validate import validate_file
+
     store = _existing_store(ctx, state_dir, run_id)
     valid = validate_file(policy_path) if policy_path else None
     plan = plan_resume(run_id, store=store, policy_path=policy_path, rerun=rerun)
@@ -393,6 +421,9 @@ def resume(
 
 
 def _execute(store: Store, valid: ValidPolicy | None, go: Any, as_json: bool, verb: str) -> RunResult:
+    from .. import logs
+    from . import render
+
     live = stdout.is_terminal and not as_json
     logs.configure(store.state_dir, console_level=30 if live else 20)
     table: render.LiveTable | None = None
@@ -417,6 +448,8 @@ def _execute(store: Store, valid: ValidPolicy | None, go: Any, as_json: bool, ve
 
 
 def _finish(result: RunResult, as_json: bool) -> None:
+    from . import render
+
     if as_json:
         _dump(result.to_dict())
     else:
@@ -466,6 +499,8 @@ def runs(
     state_dir: Path | None,
 ) -> None:
     """List recent runs, newest first."""
+    from . import render
+
     bounds = {name: _utc_text(name, value) for name, value in (("--since", since), ("--until", until))}
     path = _state_path(ctx, state_dir)
     if path is not None and not (path / "engine.db").exists():
@@ -528,6 +563,9 @@ def _utc_text(option: str, value: str | None) -> str | None:
 @click.pass_context
 def show(ctx: click.Context, run_id: str, as_json: bool, fmt: str, state_dir: Path | None) -> None:
     """Show one run: its steps, states, attempts and errors (RUN_ID may be a unique prefix)."""
+    from ..api import get_run
+    from . import diagrams, render
+
     store = _existing_store(ctx, state_dir, run_id)
     result = get_run(store, run_id)
     if as_json or fmt == "json":

@@ -24,8 +24,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
-from .. import logs
-
 T = TypeVar("T")
 
 SIGINT_EXIT = 130
@@ -132,7 +130,9 @@ def hard_exit(message: str, code: int) -> NoReturn:
 
 def _flush() -> None:
     try:
-        logs.close()
+        logs = sys.modules.get("engine.logs")  # not imported: nothing was logged
+        if logs is not None:
+            logs.close()
     except Exception:  # pragma: no cover
         pass
     for stream in (sys.stdout, sys.stderr):

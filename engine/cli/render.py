@@ -5,17 +5,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..api import RunResult
-from ..errors import Problem
-from ..runner import StepEvent
 from ..states import StepState
+
+if TYPE_CHECKING:
+    from ..api import RunResult
+    from ..errors import Problem
+    from ..runner import StepEvent
 
 STATE_COLORS = {
     "PENDING": "dim",

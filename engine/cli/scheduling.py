@@ -7,20 +7,15 @@ import datetime as dt
 import json
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import logs
-from ..api import get_run, require_run
-from ..config import EngineConfig
-from ..folders import FolderScan, load_folder, problem_text
-from ..retention import prune as prune_runs
-from ..schedule import describe, fires_after, is_due, parse_slot, slot_key, zone
-from ..scheduler import Scheduler, utc_now
-from ..states import RunState
-from ..store import Store
 from . import STOP_DEADLINE_S, _dump, _store, cli, interrupts, state_dir_option, stdout
+
+if TYPE_CHECKING:  # the commands import what they use when they run: start-up stays fast
+    from ..folders import FolderScan
+    from ..store import Store
 
 folders_argument = click.argument(
     "folders",
@@ -44,6 +39,10 @@ folders_argument = click.argument(
 @click.pass_context
 def serve(ctx: click.Context, folders: tuple[Path, ...], grace_s: float, state_dir: Path | None) -> None:
     """Run the policies in each FOLDER on their schedules until stopped (SIGTERM/SIGINT: exit 0)."""
+    from .. import logs
+    from ..config import EngineConfig
+    from ..scheduler import Scheduler
+
     store = _store(ctx, state_dir)
     logs.configure(store.state_dir)
     scheduler = Scheduler(store, list(folders), EngineConfig.load())
@@ -87,6 +86,11 @@ def due(
 
     An invalid file, or a policy id that several files share, runs nothing and makes the exit code 1.
     """
+    from .. import logs
+    from ..config import EngineConfig
+    from ..scheduler import Scheduler
+    from ..states import RunState
+
     store = _store(ctx, state_dir)
     logs.configure(store.state_dir)
     scheduler = Scheduler(store, list(folders), EngineConfig.load())
@@ -140,6 +144,11 @@ def schedule_command(
 
     Invalid files and policy ids that several files share are listed after the policies.
     """
+    from ..config import EngineConfig
+    from ..folders import load_folder
+    from ..schedule import slot_key
+    from ..scheduler import utc_now
+
     store = _store(ctx, state_dir)
     scan = load_folder(folders, EngineConfig.load())
     now = utc_now()
@@ -157,6 +166,8 @@ def schedule_command(
 
 def _invalid_entries(scan: FolderScan) -> list[dict[str, Any]]:
     """``invalid`` of ``--json``: one entry per file that does not run, with every problem it has."""
+    from ..folders import problem_text
+
     entries = []
     for path, problems in scan.problems().items():
         found = scan.files[path]
@@ -177,6 +188,8 @@ def _print_duplicates(scan: FolderScan) -> None:
 
 
 def _schedule_entry(store: Store, valid: Any, path: str, now: dt.datetime, count: int) -> dict[str, Any]:
+    from ..schedule import describe, fires_after, is_due, parse_slot, slot_key, zone
+
     schedule = valid.policy.schedule
     entry: dict[str, Any] = {"policy_id": valid.id, "path": path, "schedule": None}
     if schedule is None:
@@ -244,6 +257,8 @@ def _print_entry(entry: dict[str, Any]) -> None:
 
 def export_folder(out: Path, policy_id: str, started_at: str) -> Path:
     """``OUT/<policy id>/<UTC start, 20261201T070002Z>``: the same run always goes to the same place."""
+    from ..schedule import parse_slot
+
     moment = parse_slot(started_at)
     return out / policy_id / f"{moment:%Y%m%dT%H%M%SZ}"
 
@@ -263,6 +278,8 @@ def export_folder(out: Path, policy_id: str, started_at: str) -> Path:
 @click.pass_context
 def export(ctx: click.Context, run_id: str, out: Path, as_json: bool, state_dir: Path | None) -> None:
     """Write one run as plain files: summary.json and steps.jsonl."""
+    from ..api import get_run, require_run
+
     store = _store(ctx, state_dir)
     row = require_run(store, run_id)
     result = get_run(store, row["id"])
@@ -302,6 +319,10 @@ def prune_command(
     ctx: click.Context, dry_run: bool, policy_id: str | None, as_json: bool, state_dir: Path | None
 ) -> None:
     """Delete old runs by each policy's retention (or [retention] in the engine config)."""
+    from ..config import EngineConfig
+    from ..retention import prune as prune_runs
+    from ..scheduler import utc_now
+
     store = _store(ctx, state_dir)
     result = prune_runs(store, config=EngineConfig.load(), now_utc=utc_now(), policy_id=policy_id, dry_run=dry_run)
     if as_json:

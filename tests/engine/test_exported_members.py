@@ -54,13 +54,28 @@ def test_all_is_pinned():
 
 
 def test_all_imports_are_exported():
-    """Every public name of the package (submodules aside) is in __all__, and nothing else."""
+    """Every public name of the package (submodules aside) is in __all__, and nothing else.
+
+    Names are imported on first use: resolve them all, then look at what the module holds."""
+    for name in engine.__all__:
+        getattr(engine, name)
     public = sorted(
         name
         for name, value in vars(engine).items()
         if (not name.startswith("_") or name == "__version__") and not isinstance(value, types.ModuleType)
     )
     assert public == sorted(engine.__all__)
+
+
+def test_dir_lists_every_export_before_first_use():
+    assert set(engine.__all__) <= set(dir(engine))
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        engine.Nope  # noqa: B018
 
 
 def test_exported_names_resolve():

@@ -61,3 +61,17 @@ def test_downstream_includes_the_steps_and_all_their_descendants():
     assert graphs.downstream(g, {"b"}) == {"b", "c", "e"}
     assert graphs.downstream(g, {"d", "a"}) == {"a", "b", "c", "d", "e"}
     assert graphs.downstream(g, set()) == set()
+
+
+@pytest.mark.parametrize(
+    ("edges", "cyclic"),
+    [
+        pytest.param({"a": [], "b": ["a"]}, False, id="acyclic"),
+        pytest.param({"a": ["a"]}, True, id="self-loop"),
+        pytest.param({"a": ["c"], "b": ["a"], "c": ["b"]}, True, id="three"),
+        pytest.param({"a": ["ghost"]}, False, id="unknown-deps-ignored"),
+    ],
+)
+def test_has_cycle_agrees_with_find_cycles(edges, cyclic):
+    assert graphs.has_cycle(list(edges), edges) is cyclic
+    assert bool(graphs.find_cycles(build(edges), list(edges))) is cyclic
