@@ -1,90 +1,190 @@
 """Structured logging with structlog: JSON lines to ``<state dir>/logs/engine.log`` and stderr.
 
-On a terminal stderr gets a readable console format; off a terminal it gets JSON lines too.
-Every event passes through the redaction processor, so secrets never reach a log.
+Every event goes through one short processor chain (context variables, level, UTC timestamp,
+exception text, redaction of secrets) and is rendered to JSON once. The writer puts that line in
+the log file and, when stderr is not a terminal, the same line on stderr. On a terminal stderr
+gets structlog's readable, coloured console format instead: the only case where an event is
+rendered twice. There is no stdlib ``logging`` in the path: no records, no formatters, no handlers.
+
+Each line is one unbuffered ``write`` to the file, so a process that crashes, or leaves through
+``os._exit``, has lost nothing it had logged. Levels are filtered by structlog's filtering bound
+logger, where a method below the level is a bare ``return None``: until :func:`configure` is
+called (the engine used as a library) nobody listens, and only critical events get past it.
+
+structlog is imported on first use, not with this module, so commands that never log
+(``engine --help``, ``engine validate``) do not pay for it.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import structlog
+from typing import IO, Any
 
 from . import redact
+from .clock import utc_stamp
 
+INFO = 20  # logging.INFO, without importing logging
+_FILE_LEVEL = INFO
+_SILENT = 50  # logging.CRITICAL: the filtering logger's highest level, used while nobody listens
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50, "fatal": 50}
 _LOGGER_NAME = "engine"
 
 
+def _fallback(value: Any) -> Any:
+    """What JSON cannot hold: the object's ``__structlog__()`` if it has one, else its repr (as
+    structlog's JSONRenderer does)."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
+
+
+# one encoder for every event: json.dumps(..., default=...) would build a new one per call
+_encode_json: Callable[[Any], str] = json.JSONEncoder(default=_fallback).encode
+
+
+class _Writer:
+    """structlog's "logger": it writes the lines the processor chain rendered.
+
+    The chain ends in :func:`_json_line` (JSON for both destinations) or :func:`_json_and_console`
+    (JSON for the file, the console format for stderr); structlog then calls the method named after
+    the level with the result, e.g. ``info(line, console_line)``.
+    """
+
+    def __init__(self) -> None:
+        self.file: IO[bytes] | None = None  # unbuffered: one write per line
+        self.stream: IO[str] | None = None
+        self.stream_level = _SILENT + 1
+        self.console: Callable[..., str] | None = None  # structlog's ConsoleRenderer, on a terminal
+        self.lock = threading.Lock()  # steps with a plain ``def run`` log from worker threads
+
+    def write(self, level: int, line: str, console_line: str | None = None) -> None:
+        with self.lock:
+            if self.file is not None and level >= _FILE_LEVEL:
+                self.file.write(line.encode("utf-8"))
+            if self.stream is not None and level >= self.stream_level:
+                self.stream.write(line if console_line is None else console_line)
+                self.stream.flush()
+
+    def wants_console(self, method: str) -> bool:
+        return self.stream is not None and _LEVELS.get(method, INFO) >= self.stream_level
+
+    def debug(self, line: str, console_line: str | None = None) -> None:
+        self.write(10, line, console_line)
+
+    def info(self, line: str, console_line: str | None = None) -> None:
+        self.write(20, line, console_line)
+
+    def warning(self, line: str, console_line: str | None = None) -> None:
+        self.write(30, line, console_line)
+
+    def error(self, line: str, console_line: str | None = None) -> None:
+        self.write(40, line, console_line)
+
+    def critical(self, line: str, console_line: str | None = None) -> None:
+        self.write(50, line, console_line)
+
+    msg, warn, fatal = info, warning, critical
+
+
+_writer = _Writer()
+
+
+def _add_timestamp(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    event["timestamp"] = utc_stamp()  # as structlog's TimeStamper(fmt="iso", utc=True) writes it
+    return event
+
+
 def _redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    if not redact.active():
+        return event
     return {k: redact.redact_value(v) for k, v in event.items()}
 
 
-_shared = [
-    structlog.stdlib.filter_by_level,  # cheap early exit when nobody listens at this level
-    structlog.contextvars.merge_contextvars,
-    structlog.stdlib.add_log_level,
-    structlog.processors.TimeStamper(fmt="iso", utc=True),
-    _redact_event,
-]
+def _json_line(_logger: Any, _method: str, event: dict[str, Any]) -> str:
+    return _encode_json(event) + "\n"
 
-structlog.configure(
-    processors=[*_shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-    logger_factory=structlog.stdlib.LoggerFactory(),
-    wrapper_class=structlog.stdlib.BoundLogger,
-    cache_logger_on_first_use=True,
-)
-logging.getLogger(_LOGGER_NAME).addHandler(logging.NullHandler())
+
+def _json_and_console(
+    _logger: Any, method: str, event: dict[str, Any]
+) -> tuple[tuple[str, str | None], dict[str, Any]]:
+    line = _encode_json(event) + "\n"
+    if _writer.console is None or not _writer.wants_console(method):
+        return (line, None), {}
+    return (line, _writer.console(_logger, method, event) + "\n"), {}
+
+
+_structlog: Any = None
+
+
+def _setup() -> Any:
+    """Import and configure structlog, once."""
+    global _structlog
+    if _structlog is None:
+        import structlog
+
+        _structlog = structlog
+        _configure_structlog(_SILENT, console=False)
+    return _structlog
+
+
+def _configure_structlog(level: int, console: bool) -> None:
+    structlog = _structlog
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            _add_timestamp,
+            structlog.processors.format_exc_info,
+            _redact_event,
+            _json_and_console if console else _json_line,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=lambda *_args: _writer,
+        # not cached: a logger made before configure() must see the levels configure() sets
+        cache_logger_on_first_use=False,
+    )
 
 
 def get_logger() -> Any:
-    return structlog.get_logger(_LOGGER_NAME)
+    """A structlog logger for the engine's events: ``get_logger().bind(run_id=...).info("run.started")``."""
+    return _setup().get_logger(_LOGGER_NAME)
 
 
-def configure(state_dir: Path | None, *, console: bool | None = None, console_level: int = logging.INFO) -> None:
-    """Send the engine's logs to ``<state_dir>/logs/engine.log`` (JSON) and to stderr.
+def configure(state_dir: Path | None, *, console: bool | None = None, console_level: int = INFO) -> None:
+    """Send the engine's logs to ``<state_dir>/logs/engine.log`` (JSON, info and above) and to
+    stderr (``console_level`` and above).
 
-    ``console`` True uses the readable console format, False JSON lines; None decides by
-    whether stderr is a terminal.
+    ``console`` True uses the readable console format on stderr, False JSON lines; None decides
+    by whether stderr is a terminal.
     """
-    logger = logging.getLogger(_LOGGER_NAME)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    json_formatter = structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
-    )
+    structlog = _setup()
+    close()
     if state_dir is not None:
         (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(state_dir / "logs" / "engine.log", encoding="utf-8")
-        file_handler.setFormatter(json_formatter)
-        file_handler.setLevel(logging.INFO)
-        logger.addHandler(file_handler)
+        _writer.file = open(state_dir / "logs" / "engine.log", "ab", buffering=0)  # noqa: SIM115 - closed by close()
     if console is None:
         console = sys.stderr.isatty()
-    stream = logging.StreamHandler(sys.stderr)
-    stream.setLevel(console_level)
-    if console:
-        stream.setFormatter(
-            structlog.stdlib.ProcessorFormatter(
-                processors=[
-                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.dev.ConsoleRenderer(colors=True),
-                ],
-            )
-        )
-    else:
-        stream.setFormatter(json_formatter)
-    logger.addHandler(stream)
+    _writer.stream = sys.stderr
+    _writer.stream_level = console_level
+    _writer.console = structlog.dev.ConsoleRenderer(colors=True) if console else None
+    lowest = min(console_level, _FILE_LEVEL) if state_dir is not None else console_level
+    # the filtering logger knows the standard levels only; the writer filters exactly
+    _configure_structlog(max([0, *(v for v in _LEVELS.values() if v <= lowest)]), console)
 
 
 def close() -> None:
-    logger = logging.getLogger(_LOGGER_NAME)
-    for handler in list(logger.handlers):
-        if not isinstance(handler, logging.NullHandler):
-            logger.removeHandler(handler)
-            handler.close()
+    """Stop writing: close the log file and leave stderr alone (nobody listens until the next
+    :func:`configure`)."""
+    with _writer.lock:
+        file, _writer.file = _writer.file, None
+        _writer.stream, _writer.console = None, None
+        _writer.stream_level = _SILENT + 1
+    if file is not None:
+        file.close()
+    if _structlog is not None:
+        _configure_structlog(_SILENT, console=False)

@@ -61,6 +61,11 @@ def encodings(value: str) -> set[str]:
     return {form for form in forms if len(form) >= _MIN_LENGTH}
 
 
+def active() -> bool:
+    """Whether any secret is registered: with none, there is nothing to redact."""
+    return bool(_forms)
+
+
 def is_secret(text: str) -> bool:
     """Whether ``text`` holds a registered secret in any of its forms (a query value, a header)."""
     return any(form in text for form in _forms)
