@@ -6,6 +6,9 @@
     ├── RegistryError           a step type is registered twice, or a plugin cannot be loaded  exit 2
     ├── ResumeError             a run cannot be resumed (e.g. it already succeeded)           exit 2
     ├── ConfigError             the engine configuration (engine.toml, ENGINE_*) is invalid   exit 2
+    ├── GovernanceError         a rule of governance refused the action                       exit 4
+    │   ├── NotApproved         a real run of a policy version nobody approved (by its hash)
+    │   └── QuotaExceeded       an actor used up a quota ([quotas] in engine.toml)
     ├── InvalidTransition       an illegal step/run state change (a bug, never user input)
     └── StepError               a step failed; the runner records it on the step
         ├── StepTimeout         the step ran longer than its timeout_s
@@ -29,9 +32,12 @@ __all__ = [
     "ConditionError",
     "ConfigError",
     "EngineError",
+    "GovernanceError",
     "InvalidTransition",
+    "NotApproved",
     "PolicyError",
     "Problem",
+    "QuotaExceeded",
     "RefError",
     "RegistryError",
     "ResumeError",
@@ -123,6 +129,20 @@ class ConfigError(EngineError):
     """The engine configuration file or an ``ENGINE_*`` setting is invalid; the message names which."""
 
     exit_code: ClassVar[int] = 2
+
+
+class GovernanceError(EngineError):
+    """A governance rule refused the action (approval, quota); the message says what a person can do."""
+
+    exit_code: ClassVar[int] = 4
+
+
+class NotApproved(GovernanceError):
+    """A real run of a policy version whose approval hash nobody approved, with ``require_approval`` on."""
+
+
+class QuotaExceeded(GovernanceError):
+    """An actor reached a quota of ``[quotas]``; the message names it and when the next action is allowed."""
 
 
 class InvalidTransition(EngineError, RuntimeError):
