@@ -23,6 +23,7 @@ _EXPORTS = {
     "ConditionError": ("errors", "ConditionError"),
     "ConfigError": ("errors", "ConfigError"),
     "EngineError": ("errors", "EngineError"),
+    "GovernanceError": ("errors", "GovernanceError"),
     "InvalidTransition": ("errors", "InvalidTransition"),
     "PolicyError": ("errors", "PolicyError"),
     "Problem": ("errors", "Problem"),
@@ -35,6 +36,8 @@ _EXPORTS = {
     "TemplateError": ("errors", "TemplateError"),
     "UsageError": ("errors", "UsageError"),
     "MAX_DEPTH": ("limits", "MAX_DEPTH"),
+    "NotApproved": ("errors", "NotApproved"),
+    "QuotaExceeded": ("errors", "QuotaExceeded"),
     "LimitError": ("limits", "LimitError"),
     "checked_operator": ("limits", "checked_operator"),
     "mask_secret_query": ("redact", "mask_query"),
@@ -63,9 +66,12 @@ if _typing.TYPE_CHECKING:
     from .errors import ConditionError as ConditionError
     from .errors import ConfigError as ConfigError
     from .errors import EngineError as EngineError
+    from .errors import GovernanceError as GovernanceError
     from .errors import InvalidTransition as InvalidTransition
+    from .errors import NotApproved as NotApproved
     from .errors import PolicyError as PolicyError
     from .errors import Problem as Problem
+    from .errors import QuotaExceeded as QuotaExceeded
     from .errors import RefError as RefError
     from .errors import RegistryError as RegistryError
     from .errors import ResumeError as ResumeError
@@ -104,11 +110,14 @@ __all__ = [
     "ConfigError",
     "EngineConfig",
     "EngineError",
+    "GovernanceError",
     "InvalidTransition",
     "LimitError",
     "MAX_DEPTH",
+    "NotApproved",
     "PolicyError",
     "Problem",
+    "QuotaExceeded",
     "RefError",
     "RegistryError",
     "ResumeError",
