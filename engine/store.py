@@ -207,16 +207,25 @@ def _v4_run_resumes(conn: Connection) -> None:
     run_resumes.create(conn, checkfirst=True)
 
 
+def _v5_governance(conn: Connection) -> None:
+    """Policy versions, approvals, the audit chain (append-only triggers), quota usage, runs.actor."""
+    from .governance import tables
+
+    tables.create(conn)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_create_tables),
     (2, _v2_pipeline_state),
     (3, _v3_schedule_slots),
     (4, _v4_run_resumes),
+    (5, _v5_governance),
 ]
 
 
 def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    """Now, UTC, ISO 8601 with microseconds: ``2026-11-23T19:29:13.091205+00:00``."""
+    return utc_now()
 
 
 def pid_alive(pid: int) -> bool:
