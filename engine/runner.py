@@ -9,13 +9,16 @@ so a crash at any point leaves a run that ``engine resume`` can continue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 import json
+import operator
 import random
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,7 @@ from .policy import (
 from .resources import RunResources
 from .states import RunState, StepState, check_step
 from .step import SavedState, Step, StepContext
-from .store import Store, now
+from .store import STEP_STATE_COLUMNS, Store, now
 from .validate import ValidPolicy
 from .values import RunContext, mask_secrets, resolve
 
@@ -63,36 +66,37 @@ class StepEvent:
 Observer = Callable[[StepEvent], None]
 
 
-@dataclass
-class _StepRecord:
-    """The runner's copy of a step's row (the columns in store.STEP_STATE_COLUMNS)."""
+_UNKNOWN = object()  # a value the store's row is not known to hold
+_row_values = operator.attrgetter(*STEP_STATE_COLUMNS)
 
+
+@dataclass(slots=True)
+class _StepRecord:
+    """The runner's copy of a step's row (the columns in store.STEP_STATE_COLUMNS).
+
+    ``stored`` holds the values the row has in the store (read when the runner starts, then as
+    last written), so that ``Runner._transition`` writes only the columns that changed."""
+
+    # in the order of STEP_STATE_COLUMNS, so that a row's values can be given positionally
     status: StepState
     attempts: int = 0
-    error: str | None = None
     run_attempt: int = 1
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
+    error: str | None = None
     skip_reason: str | None = None
     output_json: str | None = None
     output_hash: str | None = None
     pending_state: str | None = None
+    stored: tuple[Any, ...] = (_UNKNOWN,) * len(STEP_STATE_COLUMNS)
 
-    def columns(self) -> dict[str, Any]:
-        return {
-            "status": self.status.value,
-            "attempts": self.attempts,
-            "run_attempt": self.run_attempt,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "duration_s": self.duration_s,
-            "error": self.error,
-            "skip_reason": self.skip_reason,
-            "output_json": self.output_json,
-            "output_hash": self.output_hash,
-            "pending_state": self.pending_state,
-        }
+    def changes(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The values of every column, and those that differ from the store's (status always)."""
+        row = _row_values(self)
+        changed = {name: new for name, new, old in zip(STEP_STATE_COLUMNS, row, self.stored, strict=True) if new != old}
+        changed["status"] = self.status.value
+        return row, changed
 
 
 @dataclass
@@ -123,6 +127,7 @@ class Runner:
         self.artifacts = ArtifactStore(setup.store.state_dir / "artifacts")
         self.resources = RunResources()
         self.ctx = RunContext(setup.params, setup.run_info)
+        self.policy_dir = self.valid.path.resolve().parent if self.valid.path else None
         self.records: dict[str, _StepRecord] = {}
         self.position = {sid: i for i, sid in enumerate(self.valid.main_ids + self.valid.failure_ids)}
         self.dependents: dict[str, list[str]] = {sid: [] for sid in self.position}
@@ -135,8 +140,12 @@ class Runner:
         self._stopping = False
         self._failure: str | None = None
         self._failed_steps: list[str] = []
+        rows = self.store.step_states(self.run_id)  # a resume leaves some columns as they were
         for sid in self.position:
-            self.records[sid] = _StepRecord(StepState.PENDING)
+            row = rows.get(sid)
+            self.records[sid] = (
+                _StepRecord(StepState.PENDING, *row[1:], stored=row) if row else _StepRecord(StepState.PENDING)
+            )
         for sid, (state, output) in setup.kept.items():
             self.records[sid].status = state
             if state is StepState.SUCCESS:
@@ -257,7 +266,7 @@ class Runner:
                 if not finished:
                     wakeup.clear()
                     try:
-                        async with asyncio.timeout(None if deadline is None else deadline - time.monotonic()):
+                        async with _timeout(None if deadline is None else deadline - time.monotonic()):
                             await wakeup.wait()
                     except TimeoutError:  # the run's deadline passed
                         self._on_run_timeout()
@@ -326,13 +335,16 @@ class Runner:
     # -- one step --------------------------------------------------------------------------
 
     def _transition(self, sid: str, new: StepState, attempt_row: dict[str, Any] | None = None, **values: Any) -> None:
-        """Check the transition, then commit the step's new state (and its last attempt) at once."""
+        """Check the transition, then commit the step's new state (the columns that changed) and
+        its last attempt at once."""
         record = self.records[sid]
         check_step(sid, record.status, new)
         record.status = new
         for key, value in values.items():
             setattr(record, key, value)
-        self.store.set_step_state(self.run_id, sid, record.columns(), attempt_row)
+        row, changes = record.changes()
+        self.store.set_step_state(self.run_id, sid, changes, attempt_row)
+        record.stored = row
 
     def _emit(self, sid: str, **info: Any) -> None:
         if self.setup.observer is not None:
@@ -439,7 +451,7 @@ class Runner:
             log=log,
             artifacts=self.artifacts,
             preview_dir=self.setup.preview_dir,
-            policy_dir=self.valid.path.resolve().parent if self.valid.path else None,
+            policy_dir=self.policy_dir,
             pointer=where,
             state=SavedState(lambda: self.store.get_pipeline_state(self.policy.id, sid)),
             sections=self.valid.sections,
@@ -453,7 +465,7 @@ class Runner:
         previewing = self.setup.dry_run and cls.has_side_effects(params)
         timeout = effective_timeout(spec, self.policy.defaults)
         try:
-            async with asyncio.timeout(timeout):
+            async with _timeout(timeout):
                 if previewing:
                     result = await _call_preview(step, params, ctx, spec)
                 else:
@@ -630,6 +642,15 @@ def _artifact_refs(value: Any, max_nodes: int = 10_000) -> list[dict[str, Any]]:
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return found
+
+
+_NO_LIMIT = contextlib.nullcontext()
+
+
+def _timeout(seconds: float | None) -> AbstractAsyncContextManager[Any]:
+    """``asyncio.timeout(seconds)``, or a context that costs nothing when there is no limit (the
+    scheduler waits once per step, most steps have no timeout)."""
+    return _NO_LIMIT if seconds is None else asyncio.timeout(seconds)
 
 
 def _cancelling() -> bool:

@@ -443,3 +443,34 @@ def test_a_resumed_run_keeps_its_trigger_and_is_found_as_resumed(run, resume, st
     assert (resumed.trigger, resumed.attempt, resumed.status) == ("api", 2, "SUCCESS")
     assert [r["id"] for r in store.list_runs(trigger="api")] == [failed.run_id]
     assert [r["id"] for r in store.list_runs(trigger="resume")] == [failed.run_id]
+
+
+def test_the_runner_writes_every_column_it_changes_across_resumes(run, resume, store, tmp_path):
+    """The runner writes only the columns that changed; its copy of each row must match the store."""
+    from engine.store import STEP_STATE_COLUMNS
+
+    doc = policy(
+        counted("flaky", tmp_path, fail_times=5, retry={"max_attempts": 2, "backoff_s": 0.01}),
+        counted("after", tmp_path, depends_on=["flaky"]),
+        counted("skipped", tmp_path, skip_if=True),
+        counted("alone", tmp_path, fail_times=1, on_error="log_and_continue"),
+    )
+    runners: list[Any] = []
+    first = run(doc, on_runner=runners.append)
+    second = resume(first.run_id, on_runner=runners.append)
+    third = resume(first.run_id, on_runner=runners.append)
+    assert [r.status for r in (first, second, third)] == ["FAILED", "FAILED", "SUCCESS"]
+    for runner in runners:  # each runner's copy, as it left it, against the store at its end
+        stored = store.step_states(first.run_id) if runner is runners[-1] else None
+        for sid, record in runner.records.items():
+            values = tuple(getattr(record, name) for name in STEP_STATE_COLUMNS)
+            assert record.stored == values, sid
+            if stored is not None:
+                assert stored[sid] == values, sid
+    rows = {s["step_id"]: s for s in store.get_steps(first.run_id)}
+    assert {sid: (r["status"], r["attempts"], r["run_attempt"], r["error"]) for sid, r in rows.items()} == {
+        "flaky": ("SUCCESS", 2, 3, None),
+        "after": ("SUCCESS", 1, 3, None),
+        "skipped": ("SKIPPED", 0, 1, None),
+        "alone": ("SUCCESS", 1, 2, None),
+    }

@@ -227,3 +227,90 @@ def test_another_connection_sees_the_running_state(store, state_dir, tmp_path):
     asyncio.run(watch_while_running())
     assert seen == [("RUNNING", "RUNNING")]
     assert sql(state_dir / "engine.db", "SELECT status FROM step_runs") == [("SUCCESS",)]
+
+
+# -- the runner's hot path: prepared statements on the DBAPI connection ------------------------
+
+
+def _minimal_run(store: Store, run_id: str = "r1") -> None:
+    store.create_run(
+        {
+            "id": run_id,
+            "policy_id": "p",
+            "policy_hash": "h",
+            "policy_json": "{}",
+            "params_json": "{}",
+            "status": "RUNNING",
+            "started_at": "2024-01-01T00:00:00+00:00",
+        },
+        [
+            {"step_id": "a", "position": 0, "type": "core.value", "status": "PENDING", "definition_hash": "d"},
+            {"step_id": "b", "position": 1, "type": "core.value", "status": "PENDING", "definition_hash": "d"},
+        ],
+    )
+
+
+def test_create_run_fills_the_column_defaults_in_the_step_rows(store, state_dir):
+    _minimal_run(store)
+    rows = sql(
+        state_dir / "engine.db",
+        "SELECT step_id, phase, side_effects, attempts, run_attempt, started_at FROM step_runs ORDER BY position",
+    )
+    assert rows == [("a", "main", 0, 0, 1, None), ("b", "main", 0, 0, 1, None)]
+    assert sql(state_dir / "engine.db", "SELECT dry_run, trigger, attempt FROM runs") == [(0, "manual", 1)]
+
+
+def test_step_states_are_the_state_columns_in_order(store):
+    _minimal_run(store)
+    store.set_step_state("r1", "a", {"status": "RUNNING", "started_at": "t0"})
+    states = store.step_states("r1")
+    assert dict(zip(store_module.STEP_STATE_COLUMNS, states["a"], strict=True)) == {
+        "status": "RUNNING",
+        "attempts": 0,
+        "run_attempt": 1,
+        "started_at": "t0",
+        "finished_at": None,
+        "duration_s": None,
+        "error": None,
+        "skip_reason": None,
+        "output_json": None,
+        "output_hash": None,
+        "pending_state": None,
+    }
+    assert states["b"][0] == "PENDING"
+    assert store.step_states("nope") == {}
+
+
+def test_set_step_state_writes_only_the_given_columns_and_the_attempt_in_one_commit(store, state_dir):
+    _minimal_run(store)
+    store.set_step_state("r1", "a", {"status": "RUNNING", "started_at": "t0", "error": "old"})
+    attempt = {"run_attempt": 1, "attempt": 1, "status": "SUCCESS", "started_at": "t0", "finished_at": "t1"}
+    store.set_step_state("r1", "a", {"status": "SUCCESS", "finished_at": "t1"}, {**attempt, "error": None})
+    db = state_dir / "engine.db"
+    assert sql(db, "SELECT status, started_at, finished_at, error FROM step_runs WHERE step_id = 'a'") == [
+        ("SUCCESS", "t0", "t1", "old")
+    ]
+    assert sql(db, "SELECT step_id, status, started_at, finished_at, error FROM step_attempts") == [
+        ("a", "SUCCESS", "t0", "t1", None)
+    ]
+    assert sql(db, "SELECT status FROM step_runs WHERE step_id = 'b'") == [("PENDING",)]
+
+
+def test_set_step_state_refuses_a_column_that_is_not_step_state(store, state_dir):
+    _minimal_run(store)
+    with pytest.raises(ValueError, match=r"not step state columns: \['definition_hash'\]"):
+        store.set_step_state("r1", "a", {"status": "RUNNING", "definition_hash": "x"})
+    assert sql(state_dir / "engine.db", "SELECT status, definition_hash FROM step_runs WHERE step_id = 'a'") == [
+        ("PENDING", "d")
+    ]
+
+
+def test_a_failed_write_is_rolled_back_whole(store, state_dir):
+    _minimal_run(store)
+    attempt = {"run_attempt": 1, "attempt": 1, "status": "SUCCESS", "started_at": "t0", "finished_at": "t1"}
+    with pytest.raises(sqlite3.IntegrityError):  # status is NOT NULL: the update fails after the insert
+        store.set_step_state("r1", "a", {"status": None}, {**attempt, "error": None})
+    store.set_step_state("r1", "b", {"status": "RUNNING"})  # the connection is usable again
+    db = state_dir / "engine.db"
+    assert sql(db, "SELECT step_id, status FROM step_runs ORDER BY position") == [("a", "PENDING"), ("b", "RUNNING")]
+    assert sql(db, "SELECT count(*) FROM step_attempts") == [(0,)]
