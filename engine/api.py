@@ -74,6 +74,10 @@ class RunResult:
     # the file at policy_path differs now from the policy the run recorded (edited since)
     policy_file_changed: bool = False
     resumes: list[dict[str, Any]] = field(default_factory=list)
+    actor: str | None = None
+    policy_version: int | None = None
+    # {"hash", "approved", "approved_by", "approved_at"}: the approval of the version the run used
+    approval: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +95,9 @@ class RunResult:
             "policy_path": self.policy_path,
             "policy_file_changed": self.policy_file_changed,
             "resumes": self.resumes,
+            "actor": self.actor,
+            "policy_version": self.policy_version,
+            "approval": self.approval,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -204,16 +211,38 @@ async def run_policy(
     run_id: str | None = None,
     config: EngineConfig | None = None,
     scheduled_for: str | None = None,
+    actor: str | None = None,
+    version_source: str | None = None,
+    approval_default: bool = False,
 ) -> RunResult:
     """Validate, record and execute a policy; return the finished run.
 
     ``config`` defaults to :meth:`EngineConfig.load`; ``scheduled_for`` is the slot a scheduled
     run was started for (UTC ISO 8601), available to steps as ``ctx.run.scheduled_for``.
+
+    Governance comes first (:mod:`engine.governance.gate`): the policy's content is recorded as a
+    version (``version_source``, default ``file:<path>`` or ``api``), and a real run of an
+    unapproved version (with ``[governance] require_approval``; ``approval_default`` when unset)
+    or over the ``runs_per_hour`` quota raises :class:`NotApproved` / :class:`QuotaExceeded`
+    (exit code 4) before anything is recorded as started. ``actor`` defaults to
+    :func:`engine.governance.current_actor`.
     """
+    from .governance import current_actor, gate
+
     config = config if config is not None else EngineConfig.load()
     valid = load_policy(source, config)
     values = run_params(valid, param_strings, params)
     run_id = run_id or new_run_id()
+    actor = actor or current_actor()
+    admission = gate.admit(
+        store.engine,
+        config,
+        valid.document,
+        actor=actor,
+        source=version_source or _version_source(valid),
+        dry_run=dry_run,
+        default_required=approval_default,
+    )
     started_at = now()
     preview_dir = store.state_dir / "runs" / run_id / "preview" if dry_run else None
     store.create_run(
@@ -231,9 +260,11 @@ async def run_policy(
             "started_at": started_at,
             "preview_dir": str(preview_dir) if preview_dir else None,
             "scheduled_for": scheduled_for,
+            "actor": actor,
         },
         _step_rows(valid),
     )
+    gate.started(store.engine, admission, run_id, trigger=trigger, dry_run=dry_run, attempt=1)
     setup = RunSetup(
         store=store,
         valid=valid,
@@ -246,7 +277,24 @@ async def run_policy(
         config=config,
     )
     await _execute(setup, on_runner)
-    return get_run(store, run_id)
+    result = get_run(store, run_id)
+    gate.finished(store.engine, admission, run_id, result.status, dry_run=dry_run)
+    return result
+
+
+def _governance_view(store: Store, row: dict[str, Any]) -> dict[str, Any]:
+    """The run's policy version and its approval now (runs recorded before versions existed: none)."""
+    from .governance import approval, registry
+
+    version = registry.get_version_by_hash(store.engine, row["policy_id"], row["policy_hash"])
+    if version is None:
+        return {"policy_version": None, "approval": None}
+    state = approval.approval_of(store.engine, version.policy_id, version.approval_hash)
+    return {"policy_version": version.version, "approval": state.to_dict()}
+
+
+def _version_source(valid: ValidPolicy) -> str:
+    return f"file:{valid.path.resolve()}" if valid.path else "api"
 
 
 def plan_resume(
@@ -585,4 +633,6 @@ def get_run(store: Store, run_id: str) -> RunResult:
         policy_path=row["policy_path"],
         policy_file_changed=policy_file_changed(row),
         resumes=resumes,
+        actor=row.get("actor"),
+        **_governance_view(store, row),
     )

@@ -28,7 +28,7 @@ from typing import Any
 from . import logs
 from .api import RunResult, new_run_id, resume_run, run_policy
 from .config import EngineConfig
-from .errors import EngineError
+from .errors import EngineError, GovernanceError, NotApproved
 from .folders import DuplicateId, FolderScan, PolicyFile, load_folder, problem_text
 from .retention import prune
 from .runner import Runner
@@ -202,6 +202,11 @@ class Scheduler:
                 config=self.config,
                 on_runner=lambda runner: self.runners.__setitem__(run_id, runner),
             )
+        except GovernanceError as exc:  # refused before it started: the slot is skipped, never lost
+            reason = "not approved" if isinstance(exc, NotApproved) else f"quota: {exc}"
+            self.store.finish_slot(policy.id, key, "SKIPPED", reason)
+            self.log.warning("schedule.skipped", policy_id=policy.id, scheduled_for=key, reason=reason)
+            return SlotOutcome(policy.id, key, "SKIPPED", reason=reason)
         except Exception as exc:  # nothing ran (bad params, configuration), or the store failed
             error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
             self.store.finish_slot(policy.id, key, RunState.FAILED.value, error)

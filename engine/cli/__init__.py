@@ -70,7 +70,9 @@ def _report(exc: EngineError, as_json: bool = False) -> None:
     elif isinstance(exc, PolicyError):
         render.print_problems(stderr, exc.source, exc.problems)
     else:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+        from rich.markup import escape
+
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -511,6 +513,8 @@ def runs(
         return
     store = _store(ctx, state_dir)
     rows = store.list_runs(policy_id, status, limit, trigger=trigger, since=bounds["--since"], until=bounds["--until"])
+    if status in (None, "SKIPPED") and trigger in (None, "schedule"):
+        rows = _with_refused_slots(store, rows, policy_id, limit, bounds["--since"], bounds["--until"])
     if as_json:
         keys = (
             "id",
@@ -536,6 +540,35 @@ def runs(
         render.print_runs(
             stdout, rows, filtered=bool(policy_id or status or trigger or since or until), where=store.state_dir
         )
+
+
+def _with_refused_slots(
+    store: Store, rows: list[dict[str, Any]], policy_id: str | None, limit: int, since: str | None, until: str | None
+) -> list[dict[str, Any]]:
+    """Runs plus the scheduled slots that governance refused (not approved, over a quota): they ran
+    nothing, but a person looking for this morning's report must see why there is none."""
+    refused = [
+        {
+            "id": None,
+            "policy_id": slot["policy_id"],
+            "status": "SKIPPED",
+            "attempt": 0,
+            "dry_run": False,
+            "trigger": "schedule",
+            "scheduled_for": slot["scheduled_for"],
+            "started_at": slot["claimed_at"],
+            "finished_at": slot["finished_at"],
+            "error": f"skipped: {slot['reason']}",
+        }
+        for slot in store.list_slots(policy_id, "SKIPPED")
+        if (slot["reason"] or "").startswith(("not approved", "quota"))
+        and (since is None or slot["claimed_at"] >= since)
+        and (until is None or slot["claimed_at"] < until)
+    ]
+    if not refused:
+        return rows
+    merged = sorted([*rows, *refused], key=lambda r: r["started_at"], reverse=True)
+    return merged[:limit]
 
 
 def _utc_text(option: str, value: str | None) -> str | None:
@@ -598,4 +631,5 @@ def _declared_deps(doc: dict[str, Any], result: RunResult) -> dict[str, list[str
         return {s.get("id"): list(s.get("depends_on", [])) for s in doc.get("steps", []) + doc.get("on_failure", [])}
 
 
+from . import governance as _governance  # noqa: E402,F401  (registers policy, approve, revoke, audit)
 from . import scheduling as _scheduling  # noqa: E402,F401  (registers serve, due, schedule, export, prune)

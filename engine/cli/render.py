@@ -206,7 +206,7 @@ def print_runs(console: Console, rows: list[dict[str, Any]], filtered: bool = Fa
     for row in rows:
         status = row["status"] + (" (dry run)" if row["dry_run"] else "")
         table.add_row(
-            row["id"],
+            row["id"] or (row.get("error") or "")[:30],
             row["policy_id"],
             Text(status, style=STATE_COLORS.get(row["status"], "")),
             str(row["attempt"]),

@@ -201,7 +201,7 @@ def _schedule_entry(store: Store, valid: Any, path: str, now: dt.datetime, count
             break
         fires.append({"utc": slot_key(fire), "local": fire.astimezone(tz).isoformat()})
     slots = store.list_slots(valid.id)
-    with_runs = [s for s in slots if s["run_id"]]
+    with_runs = [s for s in slots if s["run_id"] and s["status"] != "SKIPPED"]
     last_run = None
     if with_runs:
         slot = with_runs[-1]
@@ -224,6 +224,9 @@ def _schedule_entry(store: Store, valid: Any, path: str, now: dt.datetime, count
         next_fires=fires,
         last_run=last_run,
         overdue=is_due(schedule, last_slot, now),
+        skipped=[
+            {"scheduled_for": s["scheduled_for"], "reason": s["reason"]} for s in slots if s["status"] == "SKIPPED"
+        ][-5:],
     )
     return entry
 
@@ -248,6 +251,9 @@ def _print_entry(entry: dict[str, Any]) -> None:
             markup=False,
             highlight=False,
         )
+    for skipped in entry.get("skipped", []):
+        if skipped["reason"] != "missed":
+            out.print(f"  skipped slot {skipped['scheduled_for']}: {skipped['reason']}", markup=False, highlight=False)
     if entry["overdue"]:
         out.print("  OVERDUE: a slot is due and has not run", markup=False)
 
