@@ -63,12 +63,20 @@ class _Writer:
         self.lock = threading.Lock()  # steps with a plain ``def run`` log from worker threads
 
     def write(self, level: int, line: str, console_line: str | None = None) -> None:
+        # a full disk or a closed pipe (engine run | head) is never a reason to stop a run: the
+        # line is dropped there, as the stdlib's handlers did
         with self.lock:
             if self.file is not None and level >= _FILE_LEVEL:
-                self.file.write(line.encode("utf-8"))
+                try:
+                    self.file.write(line.encode("utf-8"))
+                except (OSError, ValueError):
+                    pass
             if self.stream is not None and level >= self.stream_level:
-                self.stream.write(line if console_line is None else console_line)
-                self.stream.flush()
+                try:
+                    self.stream.write(line if console_line is None else console_line)
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass
 
     def wants_console(self, method: str) -> bool:
         return self.stream is not None and _LEVELS.get(method, INFO) >= self.stream_level
@@ -180,10 +188,15 @@ def configure(state_dir: Path | None, *, console: bool | None = None, console_le
 def close() -> None:
     """Stop writing: close the log file and leave stderr alone (nobody listens until the next
     :func:`configure`)."""
-    with _writer.lock:
+    # hard_exit calls this from a timer thread: never wait long for a writer stuck on a full pipe
+    locked = _writer.lock.acquire(timeout=1.0)
+    try:
         file, _writer.file = _writer.file, None
         _writer.stream, _writer.console = None, None
         _writer.stream_level = _SILENT + 1
+    finally:
+        if locked:
+            _writer.lock.release()
     if file is not None:
         file.close()
     if _structlog is not None:

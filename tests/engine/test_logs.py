@@ -177,6 +177,25 @@ def test_threads_write_whole_lines(state_dir):
     assert sorted((e["thread"], e["i"]) for e in events) == [(n, i) for n in range(4) for i in range(200)]
 
 
+class _BrokenPipe:
+    def write(self, _text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_a_closed_stderr_does_not_stop_logging_to_the_file(state_dir, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", _BrokenPipe())
+    logs.configure(state_dir)
+    logs.get_logger().warning("still.logged")
+    logs.get_logger().warning("and.this")
+    assert [e["event"] for e in lines(log_file(state_dir))] == ["still.logged", "and.this"]
+
+
 def test_a_process_that_leaves_through_os_exit_loses_no_line(tmp_path):
     script = (
         "import os, sys; from pathlib import Path; from engine import logs\n"
