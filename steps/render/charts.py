@@ -189,22 +189,23 @@ def points(fig: Any) -> int:
     return sum(len(getattr(t, "x", None) or []) for t in fig.data)
 
 
-def browser_path(configured: str | None = None) -> str:
-    """The Chromium binary Kaleido should use, or a StepError that says how to install it."""
+def browser_path(configured: str | None = None, hint: str = INSTALL_HINT) -> str:
+    """The Chromium binary to use, or a StepError that says how to install it (``hint``, formatted
+    with the names looked for on PATH)."""
     for candidate in (os.environ.get("BROWSER_PATH"), configured):
         if candidate:
             if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
                 return candidate
             raise StepError(
                 f"the browser {candidate!r} does not exist or is not executable. "
-                + INSTALL_HINT.format(names=", ".join(BROWSERS)),
+                + hint.format(names=", ".join(BROWSERS)),
                 retryable=False,
             )
     for name in BROWSERS:
         found = shutil.which(name)
         if found:
             return found
-    raise StepError(INSTALL_HINT.format(names=", ".join(BROWSERS)), retryable=False)
+    raise StepError(hint.format(names=", ".join(BROWSERS)), retryable=False)
 
 
 async def _abandon_on_cancel(work: Any) -> Any:

@@ -83,8 +83,9 @@ def environment(dirs: list[Path]) -> SandboxedEnvironment:
 class Document:
     """One render of one report: its sections prepared for the templates, and its charts.
 
-    ``mode`` is ``"html"`` (interactive Plotly charts, plotly.js inlined once) or ``"pdf"``
-    (static chart images from ``images``, by section pointer).
+    ``mode`` is ``"html"`` (interactive Plotly charts, plotly.js inlined once) or ``"pdf"``:
+    static chart images from ``images``, by section pointer, or with ``native_charts`` charts
+    that plotly.js draws in the page for a browser to print (see :func:`native_chart_html`).
     """
 
     def __init__(
@@ -94,12 +95,14 @@ class Document:
         where: str,
         images: dict[str, tuple[str, bytes]],
         env: SandboxedEnvironment | None = None,
+        native_charts: bool = False,
     ) -> None:
         self.report = report
         self.env = env
         self.mode = mode
         self.where = where
         self.images = images
+        self.native_charts = native_charts
         self.pointer = ""
         self._chart_count = 0
 
@@ -123,6 +126,11 @@ class Document:
             item.update(renderer.prepare(spec, frozen, self))
             out.append(item)
         return _group_cards(out)
+
+    @property
+    def chart_count(self) -> int:
+        """How many charts the rendered page holds (known once it is rendered)."""
+        return self._chart_count
 
     def render_string(self, source: str) -> str:
         """A text section's template, over the snapshot: ``metrics``, ``values``, ``report``."""
@@ -152,6 +160,8 @@ class Document:
         self._chart_count += 1
         dom_id = f"chart-{self._chart_count}"
         label = spec.get("title") or f"{spec['kind']} chart"
+        if self.mode == "pdf" and self.native_charts:
+            return native_chart_html(dom_id, label, charts.figure(spec, frozen, self.where + self.pointer))
         if self.mode == "pdf":
             media_type, data = self.images[self.pointer]
             uri = f"data:{media_type};base64,{base64.b64encode(data).decode()}"
@@ -183,10 +193,11 @@ class Document:
             "sections": self.sections(report["spec"]["sections"]),
             "plotly_js": None,
         }
-        if self.mode == "html" and self._chart_count:
+        if self._chart_count and (self.mode == "html" or self.native_charts):
             from plotly.offline import get_plotlyjs
 
-            context["plotly_js"] = Markup(get_plotlyjs().replace("</script", "<\\/script"))
+            script = get_plotlyjs() + (NATIVE_CHARTS_JS if self.native_charts else "")
+            context["plotly_js"] = Markup(script.replace("</script", "<\\/script"))
         return context
 
     def chart_sections(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -207,6 +218,57 @@ class Document:
 
         visit(self.report["spec"]["sections"], "/sections")
         return found
+
+
+NATIVE_CHARTS_JS = """
+;(function () {
+  // Charts drawn for print: each chart is drawn once the bundled font is loaded (plotly measures
+  // its text), then its SVG layers are scaled to the column like an <img> of the same chart.
+  // window.engineChartsDrawn resolves when every chart is drawn: the browser waits for it.
+  var drawing = [];
+  var fonts = Promise.all(["12px 'Liberation Sans'", "bold 12px 'Liberation Sans'"].map(function (f) {
+    return document.fonts.load(f).catch(function () { return []; });
+  }));
+  window.engineChart = function (id, fig, width, height) {
+    drawing.push(fonts.then(function () {
+      return Plotly.newPlot(id, fig.data, fig.layout, {staticPlot: true, displayModeBar: false});
+    }).then(function (gd) {
+      gd.querySelectorAll("svg.main-svg").forEach(function (svg) {
+        svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+        svg.setAttribute("width", "100%");
+        svg.setAttribute("height", "100%");
+      });
+      var box = gd.querySelector(".svg-container");
+      box.style.width = "100%";
+      box.style.height = "auto";
+      box.style.aspectRatio = width + " / " + height;
+    }));
+  };
+  window.engineChartsDrawn = function () {
+    return Promise.all(drawing).then(function () { return document.fonts.ready; }).then(function () {
+      return drawing.length;
+    });
+  };
+})();
+"""
+"""Appended to plotly.js in a page printed by Chromium: ``engineChart`` draws, ``engineChartsDrawn`` waits."""
+
+
+def native_chart_html(dom_id: str, label: str, fig: Any) -> Markup:
+    """A chart that plotly.js draws in the page as SVG, at the size Kaleido would draw it, scaled
+    to the column: a ``<div>`` and the script that draws it (no mode bar, no interaction)."""
+    width, height = fig.layout.width, fig.layout.height
+    return Markup(
+        '<div class="chart-native" id="{id}" role="img" aria-label="{label}"></div>'
+        "<script>engineChart({jid},{payload},{w},{h});</script>"
+    ).format(
+        id=dom_id,
+        label=label,
+        jid=Markup(json.dumps(dom_id)),
+        payload=Markup(_script_json(fig.to_plotly_json())),
+        w=int(width),
+        h=int(height),
+    )
 
 
 def _group_cards(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -37,18 +37,19 @@ def write_pdf(html: str, page_css: str, template_dirs: list[Path], pointer: str)
         )
         data = doc.write_pdf()  # attachments are fetched here
     except Exception as exc:  # one boundary: WeasyPrint's errors become step errors
-        _raise_refused(fetcher, pointer)  # a refused URL explains the failure best
+        raise_refused(fetcher.refused, fetcher.folders, pointer)  # a refused URL explains the failure best
         raise StepError(f"WeasyPrint could not write the PDF: {type(exc).__name__}: {exc}") from exc
-    _raise_refused(fetcher, pointer)
+    raise_refused(fetcher.refused, fetcher.folders, pointer)
     return data, len(doc.pages)
 
 
-def _raise_refused(fetcher: Any, pointer: str) -> None:
-    if not fetcher.refused:
+def raise_refused(refused: list[str], template_dirs: list[Path], pointer: str) -> None:
+    """The step's error for the URLs a page asked for and was refused (both engines), if any."""
+    if not refused:
         return
-    urls = ", ".join(url if len(url) <= 200 else url[:199] + "…" for url in fetcher.refused)
+    urls = ", ".join(url if len(url) <= 200 else url[:199] + "…" for url in refused)
     folders = ", ".join(
-        "built-in templates" if folder == realpath(BUILTIN_TEMPLATES) else str(folder) for folder in fetcher.folders
+        "built-in templates" if folder == realpath(BUILTIN_TEMPLATES) else str(folder) for folder in template_dirs
     )
     raise StepError(
         f"render.pdf at {pointer}: the template asks for {urls}, outside the template folders ({folders}); "

@@ -17,11 +17,17 @@ from engine import ArtifactRef, CheckContext, ConfigError, Problem, Step, StepCo
 
 from . import cache, charts, document, pdf, reach
 
-RENDERER_VERSION = "5"
+RENDERER_VERSION = "6"
 """Bumped when a change to this package changes what the same snapshot renders to."""
 
 _LIBRARIES = ("jinja2", "plotly", "kaleido", "weasyprint", "markdown-it-py")
 DENSE_POINTS = 2000
+CHROMIUM_HINT = (
+    'render.pdf\'s engine "chromium" prints the PDF with Chromium, and no browser was found '
+    "(looked for BROWSER_PATH, the render config's browser_path, then {names} on PATH). "
+    "Install it with `apt-get install chromium` (Debian/Ubuntu), set BROWSER_PATH to a Chromium binary, "
+    'or use engine: "weasyprint"'
+)
 
 
 class RenderParams(BaseModel):
@@ -52,6 +58,7 @@ class _Render(Step):
     async def run(self, params: Any, ctx: StepContext) -> Any:
         where = f"{ctx.pointer}/params"
         report = _report(params.report, where)
+        params = await asyncio.to_thread(self.prepare, params, ctx)
         dirs = document.template_dirs(_template_dir(params.template_dir, ctx, where))
         templates = await asyncio.to_thread(document.templates_digest, dirs)
         key = cache.key(
@@ -87,6 +94,10 @@ class _Render(Step):
     def options(self, params: Any) -> dict[str, Any]:
         return {"file_name": params.file_name}
 
+    def prepare(self, params: Any, ctx: StepContext) -> Any:
+        """The params as the render will use them (in a thread: it may look at files)."""
+        return params
+
     async def render(
         self, report: dict[str, Any], params: Any, ctx: StepContext, env: Any, where: str
     ) -> tuple[bytes, dict[str, Any]]:
@@ -120,46 +131,111 @@ class RenderHtml(_Render, type="render.html"):
 
 
 class RenderPdf(_Render, type="render.pdf"):
-    """Render a report snapshot to a PDF (WeasyPrint) with charts drawn by Kaleido as SVG or PNG.
+    """Render a report snapshot to a PDF, printed by Chromium or laid out by WeasyPrint.
 
-    Kaleido's Chromium is started once per render and draws every chart. The text is selectable,
-    the document title and metadata are set, pages carry the title and "Page N of M". Renders are
-    cached like ``render.html``'s.
+    ``engine: "chromium"`` (the default when a Chromium is found) loads the report page with
+    plotly.js drawing the charts in it and prints it through the DevTools protocol; the run's
+    render steps share one browser. ``engine: "weasyprint"`` lays the page out with WeasyPrint,
+    the charts drawn first by Kaleido as SVG or PNG. Either way the text is selectable, the
+    document title and metadata are set, pages carry the title and "Page N of M", and the page
+    may load only the files of its template folders. Renders are cached like ``render.html``'s.
     """
 
     kind = "pdf"
     media_type = "application/pdf"
 
     class Params(RenderParams):
-        chart_format: Literal["svg", "png", "auto"] = Field(
-            "svg", description="svg (sharp, selectable text), png, or auto: png for charts over 2,000 points."
+        engine: Literal["chromium", "weasyprint"] | None = Field(
+            None,
+            description="chromium (fast; charts drawn by plotly.js in the page) or weasyprint (charts by Kaleido); "
+            "null: chromium when a Chromium is found, else weasyprint.",
         )
-        png_scale: float = Field(2.0, ge=1, le=4, description="Pixel density of PNG charts.")
+        chart_format: Literal["svg", "png", "auto"] = Field(
+            "svg",
+            description="weasyprint only: svg (sharp, selectable text), png, or auto: png for charts over 2,000 "
+            "points. Chromium always draws charts as SVG.",
+        )
+        png_scale: float = Field(2.0, ge=1, le=4, description="Pixel density of PNG charts (weasyprint only).")
         page_size: Literal["A4", "A3", "A5", "Letter", "Legal"] = "A4"
         orientation: Literal["portrait", "landscape"] = "portrait"
 
     class Output(BaseModel):
         pdf: ArtifactRef = Field(description="The PDF: path, media_type, size, sha256, name.")
         pages: int = Field(description="Number of pages.")
+        engine: Literal["chromium", "weasyprint"] = Field(description="The backend that made the PDF.")
         cache_status: Literal["hit", "miss", "disabled"] = Field(description="hit: returned from the cache.")
         cache_key: str = Field(description="SHA-256 of everything the render depends on.")
 
     def options(self, params: Any) -> dict[str, Any]:
         return {
             "file_name": params.file_name,
+            "engine": params.engine,  # resolved by prepare: the backend that will render
             "chart_format": params.chart_format,
             "png_scale": params.png_scale,
             "page": [params.page_size, params.orientation],
         }
 
+    def prepare(self, params: Any, ctx: StepContext) -> Any:
+        """Choose the engine before the cache key is made: the backend is part of it."""
+        if params.engine == "weasyprint":
+            return params
+        if params.engine is None:
+            try:
+                _browser_path(ctx)
+            except StepError:
+                return params.model_copy(update={"engine": "weasyprint"})
+        _browser_path(ctx, CHROMIUM_HINT)  # named in the error when engine: "chromium" has none
+        return params.model_copy(update={"engine": "chromium"})
+
     async def render(
         self, report: dict[str, Any], params: Any, ctx: StepContext, env: Any, where: str
     ) -> tuple[bytes, dict[str, Any]]:
+        if params.engine == "chromium":
+            data, pages = await self._chromium(report, params, ctx, env, where)
+        else:
+            data, pages = await self._weasyprint(report, params, ctx, env, where)
+        return data, {"pages": pages, "engine": params.engine}
+
+    async def _chromium(
+        self, report: dict[str, Any], params: Any, ctx: StepContext, env: Any, where: str
+    ) -> tuple[bytes, int]:
+        from . import chromium
+
+        doc = document.Document(report, "pdf", where, images={}, env=env, native_charts=True)
+        started = time.perf_counter()
+        path = await asyncio.to_thread(_browser_path, ctx, CHROMIUM_HINT)
+        # the browser starts (or is found running) while the page is written
+        opening = asyncio.ensure_future(chromium.shared_browser(ctx, path))
+        try:
+            html = await asyncio.to_thread(document.render_html, env, doc)
+        except BaseException:
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
+            raise
+        html_done = time.perf_counter()
+        browser = await opening
+        browser_ready = time.perf_counter()
+        page_css = page_size_css(params.page_size, params.orientation)
+        data, pages = await chromium.write_pdf(browser, html, page_css, env_dirs(env), ctx.pointer, doc.chart_count)
+        ctx.log.info(
+            "render.pdf_timings",
+            engine="chromium",
+            charts=doc.chart_count,
+            html_s=round(html_done - started, 3),
+            browser_wait_s=round(browser_ready - html_done, 3),
+            print_s=round(time.perf_counter() - browser_ready, 3),
+            pages=pages,
+        )
+        return data, pages
+
+    async def _weasyprint(
+        self, report: dict[str, Any], params: Any, ctx: StepContext, env: Any, where: str
+    ) -> tuple[bytes, int]:
         doc = document.Document(report, "pdf", where, images={}, env=env)
         wanted = doc.chart_sections()
         started = time.perf_counter()
         if wanted:
-            browser = charts.browser_path(ctx.config.section("render").get("browser_path"))
+            browser = await asyncio.to_thread(_browser_path, ctx)
             async with charts.ImageRenderer(browser) as images:
                 for pointer, spec, frozen in wanted:
                     fig = charts.figure(spec, frozen, where + pointer)
@@ -175,12 +251,13 @@ class RenderPdf(_Render, type="render.pdf"):
         data, pages = await asyncio.to_thread(pdf.write_pdf, html, page_css, env_dirs(env), ctx.pointer)
         ctx.log.info(
             "render.pdf_timings",
+            engine="weasyprint",
             charts=len(wanted),
             charts_s=round(charts_done - started, 3),
             layout_s=round(time.perf_counter() - charts_done, 3),
             pages=pages,
         )
-        return data, {"pages": pages}
+        return data, pages
 
 
 def page_size_css(size: str, orientation: str) -> str:
@@ -190,6 +267,10 @@ def page_size_css(size: str, orientation: str) -> str:
     only ``!important`` lets the params win over a ``size`` in ``report.css``.
     """
     return f"@page {{ size: {size} {orientation} !important; }}"
+
+
+def _browser_path(ctx: StepContext, hint: str = charts.INSTALL_HINT) -> str:
+    return charts.browser_path(ctx.config.section("render").get("browser_path"), hint)
 
 
 _tables_lock = threading.Lock()
