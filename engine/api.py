@@ -380,16 +380,31 @@ async def resume_run(
     observer: Observer | None = None,
     on_runner: Callable[[Runner], None] | None = None,
     config: EngineConfig | None = None,
+    actor: str | None = None,
+    approval_default: bool = False,
 ) -> RunResult:
     """Continue a FAILED, PARTIAL or CANCELLED run under the same id, keeping what succeeded.
 
     The run keeps its trigger and slot; its ``attempt`` goes up by one, and the resume is
     recorded (``run_resumes``) with the policy it used, the changed steps and the ``rerun`` ones.
-    See :func:`plan_resume` for ``policy_path`` and ``rerun``.
+    See :func:`plan_resume` for ``policy_path`` and ``rerun``. The version it would run passes
+    the same governance gate as a new run (approval, ``runs_per_hour``) before anything is claimed.
     """
+    from .governance import current_actor, gate
+
     config = config if config is not None else EngineConfig.load()
     plan = plan_resume(run_id, store=store, policy_path=policy_path, rerun=rerun, config=config)
     row, valid, run_id, attempt = plan._row, plan.valid, plan.run_id, plan.attempt
+    actor = actor or current_actor()
+    admission = gate.admit(
+        store.engine,
+        config,
+        valid.document,
+        actor=actor,
+        source=f"file:{Path(policy_path).resolve()}" if policy_path is not None else _version_source(valid),
+        dry_run=bool(row["dry_run"]),
+        default_required=approval_default,
+    )
     # the run keeps its params; a param the (fixed) policy newly declares takes its default
     stored = json.loads(row["params_json"])
     params = check_params(valid.policy, {k: v for k, v in stored.items() if k in valid.policy.params})
@@ -435,8 +450,11 @@ async def resume_run(
         ),
         config=config,
     )
+    gate.started(store.engine, admission, run_id, trigger=trigger, dry_run=bool(row["dry_run"]), attempt=attempt)
     await _execute(setup, on_runner)
-    return get_run(store, run_id)
+    result = get_run(store, run_id)
+    gate.finished(store.engine, admission, run_id, result.status, dry_run=bool(row["dry_run"]), attempt=attempt)
+    return result
 
 
 def _plan_steps(

@@ -41,12 +41,15 @@ class Plan:
     dry_run: bool
     layers: list[list[str]]
     steps: list[PlannedStep]
+    # {"hash", "approved", "approved_by", "approved_at"}: what an approver approves (engine.governance)
+    approval: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "policy_id": self.policy_id,
             "max_concurrency": self.max_concurrency,
             "dry_run": self.dry_run,
+            "approval": self.approval,
             "layers": self.layers,
             "steps": [s.to_dict() for s in self.steps],
         }

@@ -145,6 +145,21 @@ def _existing_store(ctx: click.Context, state_dir: Path | None, run_id: str) -> 
     return _store(ctx, state_dir)
 
 
+def _approval_now(ctx: click.Context, valid: ValidPolicy, state_dir: Path | None) -> dict[str, Any]:
+    """The policy's approval hash, and whether it is approved in the state database (if there is one)."""
+    from ..governance import approval, registry
+
+    digest = registry.approval_hash(valid.document)
+    path = _state_path(ctx, state_dir)
+    if path is not None and not (path / "engine.db").exists():
+        return approval.ApprovalState(digest, False).to_dict()
+    store = _store(ctx, state_dir)
+    try:
+        return approval.approval_of(store.engine, valid.id, digest).to_dict()
+    finally:
+        store.close()
+
+
 def _param_strings(values: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for item in values:
@@ -262,7 +277,11 @@ def _validate_one(policy: Path, as_json: bool) -> None:
 @format_option("text: layers in words; json: the plan as JSON; mermaid or dot: a diagram of the graph.")
 @click.option("--dry-run", is_flag=True, help="Show which steps a dry run would preview.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Set a run parameter.")
-def plan(policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...]) -> None:
+@state_dir_option
+@click.pass_context
+def plan(
+    ctx: click.Context, policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...], state_dir: Path | None
+) -> None:
     """Show the execution layers and what each step would do, without running anything."""
     from ..api import run_params
     from ..plan import make_plan
@@ -271,6 +290,7 @@ def plan(policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...]) -> None
 
     valid = validate_file(policy)
     result = make_plan(valid, run_params(valid, _param_strings(params)), dry_run)
+    result.approval = _approval_now(ctx, valid, state_dir)
     if fmt == "json":
         _dump(result.to_dict())
         return
@@ -284,6 +304,9 @@ def plan(policy: Path, fmt: str, dry_run: bool, params: tuple[str, ...]) -> None
         )
         click.echo(text, nl=False)
         return
+    approval = result.approval
+    state = f"approved by {approval['approved_by']}" if approval["approved"] else "not approved"
+    stdout.print(f"approval hash {approval['hash']} ({state})", markup=False, highlight=False, soft_wrap=True)
     main_layers = len({s.layer for s in result.steps if s.phase == "main"})
     stdout.print(
         f"policy {valid.id}: {len(valid.main_ids)} steps in {main_layers} layers "

@@ -120,6 +120,10 @@ def print_run_summary(console: Console, result: RunResult) -> None:
         console.print(f"  error: {result.error}", highlight=False, markup=False)
     if result.preview_dir:
         console.print(f"  previews: {result.preview_dir}", highlight=False, markup=False)
+    if result.dry_run and result.approval is not None:
+        approval = result.approval
+        state = f"approved by {approval['approved_by']}" if approval["approved"] else "not approved"
+        console.print(f"  approval hash: {approval['hash']} ({state})", highlight=False, markup=False)
     if result.status in ("FAILED", "PARTIAL", "CANCELLED"):
         hint = result.resume_command()
         if result.policy_file_changed:
