@@ -72,7 +72,7 @@ def _report(exc: EngineError, as_json: bool = False) -> None:
     else:
         from rich.markup import escape
 
-        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
