@@ -174,7 +174,7 @@ def configure(state_dir: Path | None, *, console: bool | None = None, console_le
     close()
     if state_dir is not None:
         (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-        _writer.file = open(state_dir / "logs" / "engine.log", "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        _writer.file = open(state_dir / "logs" / "engine.log", "ab", buffering=0)  # closed by close()
     if console is None:
         console = sys.stderr.isatty()
     _writer.stream = sys.stderr
