@@ -275,6 +275,7 @@ async def run_policy(
         run_info=_run_info(run_id, valid.id, started_at, dry_run, 1, trigger, scheduled_for),
         observer=observer,
         config=config,
+        actor=actor,
     )
     await _execute(setup, on_runner)
     result = get_run(store, run_id)
@@ -449,6 +450,7 @@ async def resume_run(
             run_id, valid.id, row["started_at"], bool(row["dry_run"]), attempt, trigger, row["scheduled_for"]
         ),
         config=config,
+        actor=actor,
     )
     gate.started(store.engine, admission, run_id, trigger=trigger, dry_run=bool(row["dry_run"]), attempt=attempt)
     await _execute(setup, on_runner)

@@ -29,7 +29,7 @@ from . import outputs, pointers, redact
 from .artifacts import ArtifactStore
 from .conditions import parse_condition
 from .config import EngineConfig
-from .errors import ConditionError, StepError, StepTimeout
+from .errors import ConditionError, GovernanceError, StepError, StepTimeout
 from .logs import get_logger
 from .policy import (
     OnError,
@@ -115,6 +115,7 @@ class RunSetup:
     # steps already finished (a resume): id -> (state, output)
     kept: dict[str, tuple[StepState, Any]] = field(default_factory=dict)
     config: EngineConfig = field(default_factory=EngineConfig)
+    actor: str = ""  # who started the run (engine.governance.current_actor)
 
 
 class Runner:
@@ -216,6 +217,26 @@ class Runner:
         self.store.checkpoint()
         self.log.info("run.finished", status=state.value, duration_s=round(time.monotonic() - started, 3))
         return state
+
+    # -- governance hooks for steps (ctx.use_quota, ctx.audit) ----------------------------
+
+    def _use_quota(self, name: str, count: int) -> None:
+        if self.setup.dry_run:
+            return
+        from .governance import quotas
+
+        quotas.use(self.store.engine, self.setup.config, name, self.setup.actor, count, subject=self.policy.id)
+
+    def _audit(self, step_id: str, action: str, details: dict[str, Any]) -> None:
+        from .governance import audit
+
+        audit.record(
+            self.store.engine,
+            self.setup.actor,
+            action,
+            self.run_id,
+            {**details, "policy_id": self.policy.id, "step_id": step_id, "dry_run": self.setup.dry_run},
+        )
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -460,6 +481,9 @@ class Runner:
             _evaluate=lambda cond, at="": parse_condition(cond, at).evaluate(self.ctx),
             _database=self.store.database,
             _resources=self.resources,
+            actor=self.setup.actor,
+            _quota=self._use_quota,
+            _audit=lambda action, details, step=sid: self._audit(step, action, details),
         )
         step = cls()
         previewing = self.setup.dry_run and cls.has_side_effects(params)
@@ -476,6 +500,8 @@ class Runner:
             raise StepTimeout(f"timed out after {timeout:g} s") from None
         except StepError:
             raise
+        except GovernanceError as exc:  # a quota the step used up: no retry will help
+            raise StepError(str(exc), retryable=False) from exc
         except Exception as exc:  # a bug or an unexpected library error inside the step
             if _cancelling():  # e.g. a browser that died because we are stopping: that is the cancellation
                 raise asyncio.CancelledError(self._cancel_reason or "cancelled") from None

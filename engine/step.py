@@ -116,6 +116,26 @@ class StepContext:
     _evaluate: Callable[[Any, str], bool] | None = field(default=None, repr=False)
     _database: Callable[[Any], Any] | None = field(default=None, repr=False)
     _resources: RunResources | None = field(default=None, repr=False)
+    actor: str = ""
+    _quota: Callable[[str, int], None] | None = field(default=None, repr=False)
+    _audit: Callable[[str, dict[str, Any]], None] | None = field(default=None, repr=False)
+
+    def use_quota(self, name: str, count: int = 1) -> None:
+        """Count ``count`` uses of quota ``name`` (``emails_per_day``) for the run's actor.
+
+        Raises :class:`engine.QuotaExceeded` (its message names the quota and when the next use is
+        allowed) when the actor reached ``[quotas] name``; the refusal is audited. A dry run counts
+        nothing. Blocking (a database write): from async code, ``await asyncio.to_thread(...)``.
+        """
+        if self._quota is not None:
+            self._quota(name, count)
+
+    def audit(self, action: str, details: Mapping[str, Any]) -> None:
+        """Append an entry to the audit log: ``action`` (``delivery.sent``), subject the run id,
+        ``details`` with the policy and step ids added. Never put secrets or personal data in it.
+        Blocking: from async code, ``await asyncio.to_thread(...)``."""
+        if self._audit is not None:
+            self._audit(action, dict(details))
 
     async def shared(self, key: str, factory: Callable[[], AbstractAsyncContextManager[Any]]) -> Any:
         """An object every step of this run shares, such as a browser: opened on first use, closed at run end.

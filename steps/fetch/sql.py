@@ -108,6 +108,7 @@ class FetchSql(Step, type="fetch.sql"):
         path = reach.checked(params.database, pointer, ctx.policy_dir, ctx.config, ctx.artifacts.root.parent)
         if not path.is_file():
             raise StepError(f"database not found: {path} (params.database {params.database!r})", retryable=False)
+        ctx.use_quota("sql_queries_per_hour")  # [quotas]: counted per actor, refused before the query runs
         columns, rows = _Query(path, params, binds).result()
         raw = json.dumps({"columns": columns, "rows": rows}, default=str, separators=(",", ":")).encode()
         frame = pd.DataFrame.from_records(rows, columns=columns)

@@ -171,6 +171,8 @@ class SendEmail(Step, type="send.email"):
             # no journal entry: that process died talking to the server, before any acceptance
             # reached it; the message may have arrived anyway (documented), it is sent again
             ctx.log.warning("send.email.unknown_outcome", dedup_key=key, rows=abandoned)
+        # [quotas] emails_per_day: one per recipient the message is handed to the server for
+        await asyncio.to_thread(ctx.use_quota, "emails_per_day", len(envelope))
         message = mime.build(letter)
         message_id = str(message["Message-ID"])
         data = message.as_bytes()
@@ -202,6 +204,8 @@ class SendEmail(Step, type="send.email"):
                     raise
                 raise final from exc
         ctx.log.info("send.email.sent", message_id=message_id, recipients=len(envelope), refused=len(accepted.refused))
+        details = {"message_id": message_id, "recipients": len(envelope) - len(accepted.refused)}
+        await asyncio.to_thread(ctx.audit, "delivery.sent", {**details, "refused": len(accepted.refused)})
         if accepted.refused and params.on_refused == "fail":
             refused = "; ".join(f"{a}: {reply}" for a, reply in accepted.refused.items())
             raise StepError(
