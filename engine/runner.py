@@ -227,6 +227,13 @@ class Runner:
 
         quotas.use(self.store.engine, self.setup.config, name, self.setup.actor, count, subject=self.policy.id)
 
+    def _audit_head(self) -> tuple[int, str] | None:
+        from .governance import audit
+
+        if not audit.head_in_reports(self.setup.config):
+            return None
+        return audit.head(self.store.engine)
+
     def _audit(self, step_id: str, action: str, details: dict[str, Any]) -> None:
         from .governance import audit
 
@@ -484,6 +491,7 @@ class Runner:
             actor=self.setup.actor,
             _quota=self._use_quota,
             _audit=lambda action, details, step=sid: self._audit(step, action, details),
+            _audit_head=self._audit_head,
         )
         step = cls()
         previewing = self.setup.dry_run and cls.has_side_effects(params)

@@ -119,6 +119,13 @@ class StepContext:
     actor: str = ""
     _quota: Callable[[str, int], None] | None = field(default=None, repr=False)
     _audit: Callable[[str, dict[str, Any]], None] | None = field(default=None, repr=False)
+    _audit_head: Callable[[], tuple[int, str] | None] | None = field(default=None, repr=False)
+
+    def audit_head(self) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the audit log's newest entry when ``[governance] audit_head_in_reports``
+        is on, else None: what a report footer or an ``X-Audit-Head`` header carries, so that
+        recipients hold copies of the chain's head. Blocking: from async code use a thread."""
+        return self._audit_head() if self._audit_head is not None else None
 
     def use_quota(self, name: str, count: int = 1) -> None:
         """Count ``count`` uses of quota ``name`` (``emails_per_day``) for the run's actor.

@@ -161,6 +161,16 @@ def entries(
     return found[-limit:] if limit else found
 
 
+def head_in_reports(config: Any) -> bool:
+    """``[governance] audit_head_in_reports``: report footers and emails carry the chain's head."""
+    from ..errors import ConfigError
+
+    value = config.section("governance").get("audit_head_in_reports", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{config.where('governance')}: audit_head_in_reports must be true or false, not {value!r}")
+    return value
+
+
 def head(engine: Engine) -> tuple[int, str]:
     """``(seq, hash)`` of the newest entry; ``(0, GENESIS)`` for an empty log."""
     with engine.connect() as conn:

@@ -174,6 +174,8 @@ class SendEmail(Step, type="send.email"):
         # [quotas] emails_per_day: one per recipient the message is handed to the server for
         await asyncio.to_thread(ctx.use_quota, "emails_per_day", len(envelope))
         message = mime.build(letter)
+        if head := await asyncio.to_thread(ctx.audit_head):  # [governance] audit_head_in_reports
+            message["X-Audit-Head"] = f"{head[0]} {head[1]}"
         message_id = str(message["Message-ID"])
         data = message.as_bytes()
         sent_at = ""

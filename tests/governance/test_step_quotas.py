@@ -66,3 +66,15 @@ def test_sql_queries_per_hour_counts_each_query(run, store, tmp_path):
     assert refused.status == "FAILED"
     assert "quota sql_queries_per_hour reached for user:ada: 1 used in the last hour" in refused.steps[0].error
     assert run(doc, config=cfg, actor="user:bob").status == "SUCCESS"
+
+
+def test_emails_carry_the_audit_head_when_asked(run, store, smtp_server):
+    cfg = EngineConfig({"smtp": {"allow_policy_host": True}, "governance": {"audit_head_in_reports": True}}, None, {})
+    result = run(mail(smtp_server), config=cfg, actor="user:ada")
+    assert result.status == "SUCCESS"
+    header = smtp_server.handler.messages[0].message["X-Audit-Head"]
+    seq, digest = header.split()
+    entries = {e.seq: e.hash for e in audit.entries(store.engine)}
+    assert entries[int(seq)] == digest  # the head at send time: the run's start is in it
+    assert run(mail(smtp_server), config=config(), actor="user:ada").status == "SUCCESS"
+    assert smtp_server.handler.messages[1].message["X-Audit-Head"] is None
