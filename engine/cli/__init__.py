@@ -304,9 +304,6 @@ def plan(
         )
         click.echo(text, nl=False)
         return
-    approval = result.approval
-    state = f"approved by {approval['approved_by']}" if approval["approved"] else "not approved"
-    stdout.print(f"approval hash {approval['hash']} ({state})", markup=False, highlight=False, soft_wrap=True)
     main_layers = len({s.layer for s in result.steps if s.phase == "main"})
     stdout.print(
         f"policy {valid.id}: {len(valid.main_ids)} steps in {main_layers} layers "
@@ -325,6 +322,9 @@ def plan(
         after = f"  after {', '.join(step.depends_on)}" if step.depends_on else ""
         line = f"  {step.id:<{id_width}}  {step.type:<{type_width}}  {step.action:<{action_width}}{after}{note}"
         stdout.print(line.rstrip(), markup=False)
+    approval = result.approval
+    state = f"approved by {approval['approved_by']}" if approval["approved"] else "not approved"
+    stdout.print(f"approval hash {approval['hash']} ({state})", markup=False, highlight=False, soft_wrap=True)
 
 
 @cli.command()
