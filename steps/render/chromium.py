@@ -47,12 +47,8 @@ PRINT_OPTIONS = {
 
 _PREPARE_JS = r"""
 (function (pageCss) {
-  // the paper of the params, last in the page so it wins over any @page size of its own styles
-  var paper = document.createElement("style");
-  paper.textContent = pageCss;
-  document.documentElement.appendChild(paper);
-  // string-set: NAME content() and string(NAME), which Chromium lacks: each string(NAME) in a
-  // <style> becomes the text of the first element a rule that sets NAME selects
+  // 1. string-set: NAME content() and string(NAME) (the running header), which Chromium lacks: each
+  // string(NAME) in a <style> becomes the text of the first element that a rule setting NAME selects
   var styles = Array.prototype.slice.call(document.querySelectorAll("style"));
   var css = styles.map(function (s) { return s.textContent; }).join("\n").replace(/\/\*[\s\S]*?\*\//g, "");
   var values = {}, rule = /([^{};]+)\{[^{}]*?string-set\s*:\s*([-\w]+)\s+content\(\s*\)/g, found;
@@ -68,11 +64,26 @@ _PREPARE_JS = r"""
       return name in values ? quoted(values[name]) : '""';
     });
   });
+  // 2. the paper of the params. Chromium keeps the first !important size it meets, so the page's
+  // own @page sizes are taken out first (a stylesheet whose rules it may not read keeps them)
+  function dropSizes(rules) {
+    for (var i = 0; i < rules.length; i++) {
+      if (rules[i].type === CSSRule.PAGE_RULE) rules[i].style.removeProperty("size");
+      else if (rules[i].cssRules) dropSizes(rules[i].cssRules);
+    }
+  }
+  for (var s = 0; s < document.styleSheets.length; s++) {
+    try { dropSizes(document.styleSheets[s].cssRules); } catch (e) { /* another origin's */ }
+  }
+  var paper = document.createElement("style");
+  paper.textContent = pageCss;
+  document.documentElement.appendChild(paper);
+  // 3. the print layout asks for the fonts it uses; then the document information for the PDF
+  if (document.body) document.body.getBoundingClientRect();
   function meta(name) {
     var element = document.querySelector('meta[name="' + name + '"]');
     return element ? element.getAttribute("content") : null;
   }
-  document.body && document.body.getBoundingClientRect();  // lay out in print media: fonts are asked for
   return document.fonts.ready.then(function () {
     return {title: document.title, author: meta("author"), subject: meta("description"),
             keywords: meta("keywords"), creator: meta("generator"), created: meta("dcterms.created"),

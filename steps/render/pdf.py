@@ -47,7 +47,8 @@ def raise_refused(refused: list[str], template_dirs: list[Path], pointer: str) -
     """The step's error for the URLs a page asked for and was refused (both engines), if any."""
     if not refused:
         return
-    urls = ", ".join(url if len(url) <= 200 else url[:199] + "…" for url in refused)
+    # sorted: a browser asks for a page's files in no fixed order
+    urls = ", ".join(url if len(url) <= 200 else url[:199] + "…" for url in sorted(refused))
     folders = ", ".join(
         "built-in templates" if folder == realpath(BUILTIN_TEMPLATES) else str(folder) for folder in template_dirs
     )

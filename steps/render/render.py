@@ -264,7 +264,9 @@ def page_size_css(size: str, orientation: str) -> str:
     """The paper of ``render.pdf``'s params, over any ``@page`` size a template's CSS sets.
 
     WeasyPrint cascades this stylesheet as a *user* stylesheet, below the page's own ``<style>``:
-    only ``!important`` lets the params win over a ``size`` in ``report.css``.
+    only ``!important`` lets the params win over a ``size`` in ``report.css``. (Chromium lets the
+    first ``!important`` size win whatever comes after it: there, the page's own sizes are taken
+    out before this is added, see ``chromium._PREPARE_JS``.)
     """
     return f"@page {{ size: {size} {orientation} !important; }}"
 

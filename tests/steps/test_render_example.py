@@ -1,8 +1,10 @@
 """render.html and render.pdf on the example sales report, checked for real.
 
 The example policy (policies/examples/sales_report.json) is run twice in one state directory,
-once for the whole module: the PDF is parsed back with pypdf, the HTML is loaded in headless
-Chromium, and the second run must come from the render cache without a single Kaleido call.
+once for the whole module, with its PDF made by both engines (its own ``pdf`` step, Chromium on
+this machine, and the same step with ``engine: "weasyprint"``): both PDFs are parsed back with
+pypdf and must read the same; the HTML is loaded in headless Chromium, and the second run must
+come from the render cache without a single Kaleido call.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
     # rendering only: the send steps are tested in tests/test_examples.py, with an SMTP server
     doc["steps"] = [s for s in doc["steps"] if not s["type"].startswith("send.")]
     doc["on_failure"] = []
-    # the same report once more as PNG charts, to see raster images embedded
-    doc["steps"].append(
-        {"id": "pdf_png", "type": "render.pdf", "params": {"report": {"ref": "ctx.build"}, "chart_format": "png"}}
-    )
+    # the same PDF by WeasyPrint, and once more with PNG charts, to see raster images embedded
+    (pdf_step,) = [s for s in doc["steps"] if s["id"] == "pdf"]
+    doc["steps"].append({**pdf_step, "id": "pdf_weasyprint", "params": {**pdf_step["params"], "engine": "weasyprint"}})
+    params = {"report": {"ref": "ctx.build"}, "engine": "weasyprint", "chart_format": "png"}
+    doc["steps"].append({"id": "pdf_png", "type": "render.pdf", "params": params})
     path.write_text(json.dumps(doc))
 
     calls: list[int] = []
@@ -68,9 +71,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
     store.close()
 
 
-@pytest.fixture(scope="module")
-def pdf(runs):
-    out = runs.output(runs.first, "pdf")
+@pytest.fixture(scope="module", params=[("pdf", "chromium"), ("pdf_weasyprint", "weasyprint")], ids=lambda p: p[1])
+def pdf(runs, request):
+    step, engine = request.param
+    out = runs.output(runs.first, step)
+    assert out["engine"] == engine
     return out, pypdf.PdfReader(out["pdf"]["path"])
 
 
@@ -94,6 +99,10 @@ def test_the_pdf_has_the_title_metrics_tables_and_page_numbers(pdf):
     assert "Margin alert" in first  # LATAM is below the 50% target
     text = [page.extract_text() for page in reader.pages]
     assert [f"Page {n} of 3" in t for n, t in enumerate(text, 1)] == [True, True, True]
+    # the running header from page 2 on: the title and the subtitle
+    subtitle = "All regions and channels, compared with 2026-10"
+    assert [t.count("Monthly sales review: 2026-11") for t in text[1:]] == [1, 1]
+    assert [t.count(subtitle) for t in text] == [1, 1, 1]  # the first page's is its header's
     everything = "\n".join(text)
     assert "LATAM 186 $104,078 $57,233 $46,845 45.0%" in everything  # a row of the region table
     assert "16 more rows (36 in all)" in everything
@@ -130,11 +139,12 @@ def test_png_charts_are_embedded_as_images(runs):
 
 
 def test_the_second_render_is_a_cache_hit_without_kaleido(runs):
-    # 4 charts x 2 PDFs (a chart drawn again after Kaleido's page race counts twice), then none
+    # 4 charts x 2 WeasyPrint PDFs (a chart drawn again after Kaleido's page race counts twice), then
+    # none; Chromium's PDF draws its charts in the page, without Kaleido
     assert runs.kaleido_calls[0] >= 8 and runs.kaleido_calls[1] == 0
     build1, build2 = runs.output(runs.first, "build"), runs.output(runs.second, "build")
     assert (build2["version"], build2["new_version"], build2["hash"]) == (1, False, build1["hash"])
-    for step, field in (("html", "html"), ("pdf", "pdf"), ("pdf_png", "pdf")):
+    for step, field in (("html", "html"), ("pdf", "pdf"), ("pdf_weasyprint", "pdf"), ("pdf_png", "pdf")):
         first, second = runs.output(runs.first, step), runs.output(runs.second, step)
         assert (first["cache_status"], second["cache_status"]) == ("miss", "hit")
         assert second[field] == first[field]

@@ -16,11 +16,10 @@ import pypdf
 import pytest
 
 from tests.conftest import ROOT
-from tests.steps.test_render_sections import output, report_policy
+from tests.steps.test_render_sections import BOTH_ENGINES, output, report_policy
 
 FONTS = ROOT / "templates" / "fonts"
-PX = 0.75  # WeasyPrint draws in CSS px: 1 px = 0.75 pt
-MARGIN_PX = 15 / 25.4 * 96  # report.css: @page side margins of 15 mm
+PX = 0.75  # both engines draw in CSS px: 1 px = 0.75 pt
 CARD_EDGE_PX = 1 + 12  # .metric-card: 1px border, 12px padding
 GAP_PX = 8  # .card-row gap in print
 
@@ -39,8 +38,14 @@ def bold_width_px(text: str, size_px: float) -> float:
     return sum(widths[ord(c)] for c in text) / units * size_px
 
 
+def font_name(font: dict) -> str:
+    """A font's name without its subset tag, as both engines write it: ``LiberationSans-Bold``
+    (Chromium) and ``Liberation-Sans-Bold`` (WeasyPrint) are ``LiberationSansBold``."""
+    return font["/BaseFont"].split("+")[-1].replace("-", "")
+
+
 def chunks(page: pypdf.PageObject, charts: bool = False) -> list[tuple[str, float, str, float]]:
-    """(text, x in px, font name without its subset tag, font size in px) of each text run, in order.
+    """(text, x in px from the page's left edge, font name, font size in px) of each text run, in order.
 
     Text of the page itself only (drawn at 1 px = 0.75 pt); ``charts=True`` adds the charts' SVG text
     (drawn scaled, its x not in page px).
@@ -48,8 +53,11 @@ def chunks(page: pypdf.PageObject, charts: bool = False) -> list[tuple[str, floa
     found: list[tuple[str, float, str, float]] = []
 
     def visit(text, cm, tm, font, size):
-        if text.strip() and (charts or (cm[0] == PX and tm[0] == 1.0)):
-            found.append((text.strip(), tm[4], font["/BaseFont"].split("+")[-1], size))
+        # (Chromium writes its matrices in single precision: 0.74999996875)
+        if text.strip() and (charts or (abs(cm[0] - PX) < 1e-6 and tm[0] == 1.0)):
+            # WeasyPrint places text from the page's corner; Chromium moves the origin to the margin first
+            x = (cm[0] * tm[4] + cm[4]) / PX
+            found.append((text.strip(), x, font_name(font), size))
 
     page.extract_text(visitor_text=visit)
     return found
@@ -59,18 +67,19 @@ def card_values(page: pypdf.PageObject, labels: list[str]) -> list[tuple[str, fl
     """(value, its left and right x, its card's content left and right edges), in px, for a row of cards.
 
     A card's label starts at its content's left edge. Cards are as wide as each other: the next card's
-    label gives the width; the last card ends at the page's text column, less its padding and border.
+    label gives the width; the last card ends at the page's text column, less its padding and border
+    (the column's right margin is its left one: 15 mm in report.css, which Chromium rounds to 57 px).
     """
     runs = chunks(page)
     texts = [r[0] for r in runs]
     at = [texts.index(label.upper()) for label in labels]
     lefts = [runs[i][1] for i in at]
-    column_right = float(page.mediabox.width) / PX - MARGIN_PX
+    column_right = float(page.mediabox.width) / PX - (lefts[0] - CARD_EDGE_PX)
     rights = [nxt - GAP_PX - 2 * CARD_EDGE_PX for nxt in lefts[1:]] + [column_right - CARD_EDGE_PX]
     out = []
     for i, left, right in zip(at, lefts, rights, strict=True):
         text, x, font, size = runs[i + 1]
-        assert font == "Liberation-Sans-Bold", font
+        assert font == "LiberationSansBold", font
         out.append((text, x, x + bold_width_px(text, size), left, right))
     return out
 
@@ -120,9 +129,10 @@ def long_cards() -> tuple[list[dict], list[dict]]:
     return rows, cards
 
 
-def test_long_values_shrink_to_fit_their_card(run, store):
+@BOTH_ENGINES
+def test_long_values_shrink_to_fit_their_card(run, store, engine):
     rows, cards = long_cards()
-    result = run(report_policy(cards, rows=rows, render=("pdf", "html")))
+    result = run(report_policy(cards, rows=rows, render=("pdf", "html"), engine=engine))
     assert result.status == "SUCCESS", [s.error for s in result.steps]
     reader = pypdf.PdfReader(output(store, result, "pdf")["pdf"]["path"])
     values = card_values(reader.pages[0], [f"Card {c}" for c in "abcd"])
@@ -145,7 +155,8 @@ def fontconfig_without_liberation(folder: Path) -> dict[str, str]:
     return {"FONTCONFIG_FILE": str(conf)}
 
 
-def test_the_flagship_pdf_uses_the_bundled_fonts_on_a_machine_without_them(cli, store, tmp_path):
+@BOTH_ENGINES
+def test_the_flagship_pdf_uses_the_bundled_fonts_on_a_machine_without_them(cli, store, tmp_path, engine):
     folder = tmp_path / "examples"
     shutil.copytree(ROOT / "policies" / "examples", folder, ignore=shutil.ignore_patterns("out"))
     path = folder / "sales_report.json"
@@ -157,6 +168,8 @@ def test_the_flagship_pdf_uses_the_bundled_fonts_on_a_machine_without_them(cli, 
     doc["on_failure"] = []
     (build,) = [s for s in doc["steps"] if s["id"] == "build"]
     build["params"]["sections"] = [s for s in build["params"]["sections"] if s["type"] != "chart"]
+    (pdf_step,) = [s for s in doc["steps"] if s["id"] == "pdf"]
+    pdf_step["params"]["engine"] = engine
     path.write_text(json.dumps(doc))
     env = fontconfig_without_liberation(tmp_path)
     fonts = subprocess.run(["fc-list"], env=env, capture_output=True, text=True, check=True).stdout
@@ -168,7 +181,7 @@ def test_the_flagship_pdf_uses_the_bundled_fonts_on_a_machine_without_them(cli, 
     reader = pypdf.PdfReader(pdf["pdf"]["path"])
     used = pdf_fonts(reader)
     samples = {font: texts[:5] for font, texts in used.items()}
-    assert sorted(used) == ["Liberation-Mono", "Liberation-Sans", "Liberation-Sans-Bold"], samples
+    assert sorted(used) == ["LiberationMono", "LiberationSans", "LiberationSansBold"], samples
     labels = ["Revenue", "Gross margin", "Orders", "Average order"]
     values = card_values(reader.pages[0], labels)
     assert [v[0] for v in values] == ["$1,110,626", "56.3%", "1,975", "$562"]

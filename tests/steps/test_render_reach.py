@@ -1,8 +1,9 @@
 """What a render step may read: only its template folders, never other files or the network.
 
-``render.pdf``'s URL fetcher serves the template_dir and the built-in templates only; a
-``template_dir`` stays inside the policy's folder unless ``[render] allowed_template_dirs``
-names it, and never reaches the engine's state directory.
+``render.pdf`` loads the files of the template_dir and the built-in templates only (WeasyPrint's URL
+fetcher, Chromium's requests: both engines are tested; tests/steps/test_render_chromium.py has more of
+Chromium's); a ``template_dir`` stays inside the policy's folder unless ``[render]
+allowed_template_dirs`` names it, and never reaches the engine's state directory.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from engine import EngineConfig, PolicyError
 from engine.validate import validate_document
 from tests.steps.test_render_fonts import pdf_fonts
-from tests.steps.test_render_sections import html_of, output, report_policy
+from tests.steps.test_render_sections import BOTH_ENGINES, html_of, output, report_policy
 
 SECRET = b"TOP-SECRET-7f3a9c"
 PNG = base64.b64decode(  # a 1 x 1 red pixel
@@ -44,9 +45,9 @@ def tpl(tmp_path: Path, files: dict[str, str | bytes] | None = None) -> Path:
     return folder
 
 
-def pdf_policy(template_dir: object = "tpl", kind: str = "pdf", body: str = "Body") -> dict:
+def pdf_policy(template_dir: object = "tpl", kind: str = "pdf", body: str = "Body", engine: str | None = None) -> dict:
     sections = [{"type": "text", "body": body}]
-    return report_policy(sections, render=(kind,), render_params={"template_dir": template_dir})
+    return report_policy(sections, render=(kind,), render_params={"template_dir": template_dir}, engine=engine)
 
 
 def error_of(result, step="pdf"):
@@ -67,6 +68,7 @@ def refused(url: str, folder: Path) -> str:
 
 
 def test_a_template_cannot_embed_other_files_or_fetch_from_the_network(run, state_dir, tmp_path, server, monkeypatch):
+    # WeasyPrint's attachments (Chromium's own vectors: test_render_chromium.py)
     secret = tmp_path / "secret.txt"
     secret.write_bytes(SECRET)
     (tmp_path / "outside.png").write_bytes(PNG)
@@ -75,9 +77,9 @@ def test_a_template_cannot_embed_other_files_or_fetch_from_the_network(run, stat
     # the old check read file://localhost/ABS as the relative path localhost/ABS: it passed when the
     # working directory was inside a template folder other than the first
     monkeypatch.chdir(BUILTIN_FONTS.parent)
-    result = run(pdf_policy())
+    result = run(pdf_policy(engine="weasyprint"))
     assert result.status == "FAILED"
-    urls = [f"{server.url}/x.css", f"{(tmp_path / 'outside.png').resolve().as_uri()}", f"file://localhost{secret}"]
+    urls = sorted([f"{server.url}/x.css", (tmp_path / "outside.png").resolve().as_uri(), f"file://localhost{secret}"])
     assert error_of(result) == (
         f"render.pdf at /steps/2: the template asks for {', '.join(urls)}, outside the template folders "
         f"({folder.resolve()}, built-in templates); only files inside them and data: URLs can be used, "
@@ -107,11 +109,14 @@ def _symlinked(tmp_path: Path) -> str:
     ],
     ids=["file-url", "file-localhost", "dot-dot", "dot-dot-after-a-folder", "symlink-out"],
 )
-def test_every_way_of_writing_a_file_outside_the_folders_is_refused(run, state_dir, tmp_path, href):
+@BOTH_ENGINES
+def test_every_way_of_writing_a_file_outside_the_folders_is_refused(run, state_dir, tmp_path, href, engine):
     (tmp_path / "secret.txt").write_bytes(SECRET)
     written = href(tmp_path)
-    folder = tpl(tmp_path, {"base.html": base_html(f'<link rel="attachment" href="{written}">')})
-    result = run(pdf_policy())
+    # what each engine loads: WeasyPrint embeds an attachment's file in the PDF, Chromium draws an image
+    element = {"weasyprint": '<link rel="attachment" href="{}">', "chromium": '<img src="{}">'}[engine]
+    folder = tpl(tmp_path, {"base.html": base_html(element.format(written))})
+    result = run(pdf_policy(engine=engine))
     assert result.status == "FAILED"
     url = written if written.startswith("file:") else f"{(folder / written).absolute().as_uri()}"
     if written.startswith("fonts/") or written.startswith(".."):
@@ -120,14 +125,16 @@ def test_every_way_of_writing_a_file_outside_the_folders_is_refused(run, state_d
     assert all(SECRET not in p.read_bytes() for p in stored_files(state_dir))
 
 
-def test_a_link_in_a_text_sections_markdown_is_refused_too(run, tmp_path):
+@BOTH_ENGINES
+def test_a_link_in_a_text_sections_markdown_is_refused_too(run, tmp_path, engine):
     (tmp_path / "outside.png").write_bytes(PNG)
     folder = tpl(tmp_path)
-    result = run(pdf_policy(body="![logo](../outside.png)"))
+    result = run(pdf_policy(body="![logo](../outside.png)", engine=engine))
     assert error_of(result) == refused((tmp_path / "outside.png").resolve().as_uri(), folder)
 
 
 def test_a_templates_own_css_image_font_and_attachment_are_used(run, store, tmp_path):
+    # WeasyPrint's attachments (Chromium's: test_render_chromium.py)
     head = (
         '<link rel="attachment" href="notes.txt" title="Notes">\n'
         '<link rel="stylesheet" href="css/extra.css">\n'
@@ -141,17 +148,17 @@ def test_a_templates_own_css_image_font_and_attachment_are_used(run, store, tmp_
         "fonts/mine.ttf": (BUILTIN_FONTS / "LiberationMono-Regular.ttf").read_bytes(),
     }
     tpl(tmp_path, files)
-    result = run(pdf_policy())
+    result = run(pdf_policy(engine="weasyprint"))
     assert result.status == "SUCCESS", [s.error for s in result.steps]
     reader = pypdf.PdfReader(output(store, result, "pdf")["pdf"]["path"])
     assert reader.attachments == {"notes.txt": [b"our notes"]}
     assert [image.image.size for image in reader.pages[0].images] == [(1, 1)]
-    assert pdf_fonts(reader)["Mine-Bold"] == ["Test report"]  # the h1, in the template_dir's font
+    assert pdf_fonts(reader)["MineBold"] == ["Test report"]  # the h1, in the template_dir's font
 
 
 def test_a_relative_url_not_in_the_template_dir_is_found_in_the_builtin_folder(run, store, tmp_path):
     tpl(tmp_path, {"base.html": base_html('<link rel="attachment" href="fonts/LICENSE-OFL.txt">')})
-    result = run(pdf_policy())
+    result = run(pdf_policy(engine="weasyprint"))
     assert result.status == "SUCCESS", [s.error for s in result.steps]
     reader = pypdf.PdfReader(output(store, result, "pdf")["pdf"]["path"])
     assert reader.attachments == {"LICENSE-OFL.txt": [(BUILTIN_FONTS / "LICENSE-OFL.txt").read_bytes()]}

@@ -12,8 +12,12 @@ import pytest
 from engine import StepError
 from tests.conftest import policy
 
+ENGINES = ("chromium", "weasyprint")
+BOTH_ENGINES = pytest.mark.parametrize("engine", ENGINES)
+"""A PDF test that must hold for both of render.pdf's engines."""
 
-def report_policy(sections, rows=None, render=("html", "pdf"), params=None, render_params=None, **top):
+
+def report_policy(sections, rows=None, render=("html", "pdf"), params=None, render_params=None, engine=None, **top):
     rows = rows if rows is not None else [{"region": "emea", "revenue": 10.0}, {"region": "apac", "revenue": 30.0}]
     steps = [
         {"id": "rows", "type": "core.value", "params": {"value": rows}},
@@ -24,9 +28,10 @@ def report_policy(sections, rows=None, render=("html", "pdf"), params=None, rend
         },
     ]
     for kind in render:
-        steps.append(
-            {"id": kind, "type": f"render.{kind}", "params": {"report": {"ref": "ctx.build"}, **(render_params or {})}}
-        )
+        params_of_kind = {"report": {"ref": "ctx.build"}, **(render_params or {})}
+        if kind == "pdf" and engine is not None:
+            params_of_kind["engine"] = engine
+        steps.append({"id": kind, "type": f"render.{kind}", "params": params_of_kind})
     return policy(*steps, params=params or {}, **top)
 
 
@@ -74,7 +79,8 @@ def test_a_conditional_section_appears_exactly_when_its_condition_holds(run, sto
     assert output(store, result, "build")["snapshot"]["conditions"] == {"/sections/1/condition": shown}
 
 
-def test_a_2000_row_table_paginates_with_repeated_headers(run, store):
+@BOTH_ENGINES
+def test_a_2000_row_table_paginates_with_repeated_headers(run, store, engine):
     rows = [{"order_id": i, "customer": f"customer {i:04d}", "amount": i * 1.5} for i in range(1, 2001)]
     sections = [
         {
@@ -87,7 +93,7 @@ def test_a_2000_row_table_paginates_with_repeated_headers(run, store):
             ],
         }
     ]
-    result = run(report_policy(sections, rows=rows, render=("pdf",)))
+    result = run(report_policy(sections, rows=rows, render=("pdf",), engine=engine))
     assert result.status == "SUCCESS", [s.error for s in result.steps]
     pages = pdf_text(store, result)
     out = output(store, result, "pdf")
