@@ -243,3 +243,13 @@ def chromium_path() -> str:
     from steps.render.charts import browser_path
 
     return browser_path()
+
+
+def test_a_base_html_without_plotly_js_says_why_its_charts_are_missing(run, tmp_path):
+    tpl(tmp_path, {"base.html": base_html(body="{% for section in sections %}{{ section.html }}{% endfor %}")})
+    chart = {"type": "chart", "kind": "bar", "data": {"ref": "ctx.rows"}, "x": "region", "y": "revenue"}
+    result = run(report_policy([chart], render=("pdf",), render_params={"template_dir": "tpl"}, engine="chromium"))
+    assert error_of(result) == (
+        "render.pdf at /steps/2: the page drew 0 of its 1 charts (ReferenceError: engineChart is not defined); "
+        "a base.html of your own must include {{ plotly_js }} in a <script> as the built-in one does"
+    )
