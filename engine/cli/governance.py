@@ -122,6 +122,7 @@ def policy_list(ctx: click.Context, as_json: bool, state_dir: Path | None) -> No
         last = runs[0] if runs else None
         entries.append(
             {
+                "id": policy_id,
                 "policy_id": policy_id,
                 "latest_version": latest.version,
                 "hash": latest.hash,
