@@ -88,6 +88,7 @@ class Chromium:
         self._process: asyncio.subprocess.Process | None = None
         self._profile: str | None = None
         self._writer: asyncio.WriteTransport | None = None
+        self._receiver: asyncio.ReadTransport | None = None
         self._reading: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -146,7 +147,9 @@ class Chromium:
         global launches
         launches += 1
         reader = asyncio.StreamReader(limit=1 << 31)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(to_us, "rb", 0))
+        self._receiver, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(to_us, "rb", 0)
+        )
         self._writer, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(from_us, "wb", 0))
         self._reading = asyncio.create_task(self._read(reader))
         try:
@@ -217,18 +220,43 @@ class Chromium:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(process.wait()), CLOSE_TIMEOUT_S)
         finally:
-            if process is not None:
-                _kill_group(process.pid)  # a frozen browser, or helpers that outlived it
-            if self._writer is not None:
-                self._writer.close()
-            if self._reading is not None:
-                self._reading.cancel()
-            profile, self._profile = self._profile, None
-            if profile is not None:
-                # in a thread: a profile holds thousands of small files; shielded, so a cancel
-                # during the removal does not leave half of it behind
-                removal = asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, profile, True))
-                await asyncio.shield(removal)
+            await asyncio.shield(self._release(process))
+
+    async def _release(self, process: asyncio.subprocess.Process | None) -> None:
+        """Kill what is left of the browser, close the pipes, remove the profile folder."""
+        if process is not None:
+            frozen = process.returncode is None
+            _kill_group(process.pid)  # a frozen browser, or helpers that outlived it
+            if frozen and self._profile is not None:
+                # its crash handlers leave the group; they name the profile folder
+                await asyncio.to_thread(_kill_named, self._profile)
+            with contextlib.suppress(TimeoutError):  # killed: it is reaped at once
+                await asyncio.wait_for(process.wait(), 1.0)
+        for transport in (self._writer, self._receiver):
+            if transport is not None:
+                transport.close()
+        if self._reading is not None:
+            self._reading.cancel()
+        profile, self._profile = self._profile, None
+        if profile is not None:
+            # in a thread: a profile holds thousands of small files
+            await asyncio.to_thread(shutil.rmtree, profile, True)
+
+
+def _kill_named(profile: str) -> None:
+    """SIGKILL the processes whose command line names ``profile``: a killed browser's crash handlers,
+    which Chromium starts in sessions of their own (they would end by themselves a moment later)."""
+    marker = profile.encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    named = marker in fh.read()
+            except OSError:  # gone meanwhile
+                continue
+            if named:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry), signal.SIGKILL)
 
 
 def _kill_group(pid: int) -> None:
