@@ -459,6 +459,8 @@ def test_plan_json_layers_and_actions(cli, write_policy, tmp_path):
 
 
 def test_plan_text_mermaid_and_dot(cli, write_policy):
+    from engine.governance import approval_hash
+
     path = write_policy(policy(step("a", params={"value": 1}), step("b", params={"value": {"ref": "ctx.a"}})))
     text = cli("plan", str(path))
     assert text.stdout.splitlines() == [
@@ -467,6 +469,7 @@ def test_plan_text_mermaid_and_dot(cli, write_policy):
         "  a  core.value  run",
         "layer 2",
         "  b  core.value  run  after a",
+        f"approval hash {approval_hash(json.loads(path.read_text()))} (not approved)",
     ]
     mermaid = cli("plan", str(path), "--format", "mermaid").stdout
     assert mermaid.startswith("flowchart TD\n") and "    a --> b\n" in mermaid
