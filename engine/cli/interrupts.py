@@ -15,14 +15,16 @@ When the coroutine is done, the loop is closed without waiting for threads: a st
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -49,6 +51,8 @@ def run_async(
 
     With ``every_signal`` (``engine serve``, whose second signal cuts its grace period short),
     every signal goes to ``on_signal`` and only a third SIGINT exits at once."""
+    import asyncio  # here, not at import: `engine --help` and `validate` never need an event loop
+
     loop = asyncio.new_event_loop()
     _state.signalled = False
     seen: list[signal.Signals] = []
@@ -79,6 +83,8 @@ def run_async(
 
 def _close(loop: asyncio.AbstractEventLoop) -> None:
     """Close the loop like ``asyncio.run`` does, but never wait long for tasks or threads."""
+    import asyncio
+
     try:
         tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
         for task in tasks:

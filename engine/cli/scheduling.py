@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import signal
@@ -39,6 +38,8 @@ folders_argument = click.argument(
 @click.pass_context
 def serve(ctx: click.Context, folders: tuple[Path, ...], grace_s: float, state_dir: Path | None) -> None:
     """Run the policies in each FOLDER on their schedules until stopped (SIGTERM/SIGINT: exit 0)."""
+    import asyncio
+
     from .. import logs
     from ..config import EngineConfig
     from ..scheduler import Scheduler
@@ -46,7 +47,6 @@ def serve(ctx: click.Context, folders: tuple[Path, ...], grace_s: float, state_d
     store = _store(ctx, state_dir)
     logs.configure(store.state_dir)
     scheduler = Scheduler(store, list(folders), EngineConfig.load())
-
     stop = asyncio.Event()
 
     def on_signal(sig: signal.Signals) -> None:

@@ -71,7 +71,7 @@ def test_validate_of_a_core_only_policy_imports_no_stage_library_nor_sqlalchemy(
 def test_help_imports_neither_pydantic_nor_rich(tmp_path):
     proc, modules = modules_after("--help", cwd=tmp_path)
     assert proc.returncode == 0 and "Commands:" in proc.stdout
-    assert {"pydantic", "rich", "structlog", *HEAVY}.isdisjoint(modules)
+    assert {"pydantic", "rich", "structlog", "asyncio", *HEAVY}.isdisjoint(modules)
 
 
 def test_run_of_a_core_only_policy_imports_sqlalchemy_but_no_stage_library(tmp_path):
