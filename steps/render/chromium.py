@@ -50,8 +50,11 @@ _PREPARE_JS = r"""
 (function (pageCss) {
   // 1. string-set: NAME content() and string(NAME) (the running header), which Chromium lacks: each
   // string(NAME) in a <style> becomes the text of the first element that a rule setting NAME selects
+  // (plotly.js adds a <style> of 83 kB that sets none: only the styles that do are read)
   var styles = Array.prototype.slice.call(document.querySelectorAll("style"));
-  var css = styles.map(function (s) { return s.textContent; }).join("\n").replace(/\/\*[\s\S]*?\*\//g, "");
+  var css = styles.map(function (s) { return s.textContent; })
+    .filter(function (text) { return text.indexOf("string-set") >= 0; })
+    .join("\n").replace(/\/\*[\s\S]*?\*\//g, "");
   var values = {}, rule = /([^{};]+)\{[^{}]*?string-set\s*:\s*([-\w]+)\s+content\(\s*\)/g, found;
   while ((found = rule.exec(css))) {
     var element = null;
