@@ -122,7 +122,9 @@ def test_the_page_loads_nothing_outside_the_template_folders(run, state_dir, tmp
     body = (
         f'<img src="file://localhost{secret}"><iframe src="{secret.as_uri()}"></iframe>'
         f'<object data="../secret.txt"></object><div class="bg">x</div>'
-        f'<script>fetch("{server.url}/fetch").catch(function () {{}});</script>'
+        f'<script>fetch("{server.url}/fetch").catch(function () {{}});\n'
+        # not a request the page's checks see: it is the browser's proxy that leads nowhere
+        f'new WebSocket("ws://{server.host}:{server.port}/ws");</script>'
     )
     folder = tpl(tmp_path, {"base.html": base_html(head, body)})
     result = run(report_policy(TEXT, render=("pdf",), render_params={"template_dir": "tpl"}, engine="chromium"))
