@@ -10,7 +10,7 @@ that does not exist, so a request that got past the page's own checks still reac
 ``Browser.close`` and, when it has not exited within :data:`CLOSE_TIMEOUT_S` (frozen, or the
 close was cancelled), kills its whole process group (the browser leads its own group, with its
 zygote, renderer and GPU helpers). Why a client of our own rather than a library: it is about
-200 lines, it chooses every Chromium flag (choreographer, Kaleido's client, always adds
+250 lines, it chooses every Chromium flag (choreographer, Kaleido's client, always adds
 ``--disable-web-security``), and it starts faster than Playwright's Node driver (see
 docs/steps/render.md and the benchmark figures).
 """
@@ -78,7 +78,8 @@ class Chromium:
     """One headless Chromium: ``async with Chromium(path) as browser: await browser.send(...)``.
 
     ``send(method, params, session)`` returns the command's result; ``on(session, handler)``
-    calls ``handler(method, params)`` for each event of a session (``""`` is the browser's own).
+    calls ``handler(method, params)`` for each event of a session (``""`` is the browser's own),
+    and a last ``Inspector.detached`` when the browser goes.
     ``pid`` is the browser's process id, which is also its process group's.
     """
 
@@ -182,6 +183,8 @@ class Chromium:
                 if not future.done():
                     future.set_exception(BrowserError(self._gone))
             self._pending.clear()
+            for handler in list(self._handlers.values()):  # every session is detached now
+                handler("Inspector.detached", {"reason": self._gone})
 
     def post(self, method: str, params: dict[str, Any] | None = None, session: str = "") -> int:
         """Send a command without waiting for its answer; returns its id."""

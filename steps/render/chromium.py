@@ -172,6 +172,8 @@ class _Page:
         self.refused: list[str] = []
         self._served = False
         self._routing: set[asyncio.Task[None]] = set()
+        # the tab's renderer crashed, or the tab went: what the print waits for never comes
+        self._broken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def print(self, html: str, page_css: str, charts: int) -> tuple[bytes, dict[str, Any]]:
         send = self.browser.send
@@ -183,16 +185,16 @@ class _Page:
         # not Runtime.enable: with it, compiling plotly.js takes twice as long; the page keeps its
         # own errors instead
         await asyncio.gather(
-            send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}, self.session),
-            send("Page.enable", {}, self.session),
-            send("Page.addScriptToEvaluateOnNewDocument", {"source": _ERRORS_JS}, self.session),
+            self.call("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}),
+            self.call("Page.enable"),
+            self.call("Page.addScriptToEvaluateOnNewDocument", {"source": _ERRORS_JS}),
             writing,
         )
-        navigated = await send("Page.navigate", {"url": self.url}, self.session)
+        navigated = await self.call("Page.navigate", {"url": self.url})
         if navigated.get("errorText"):
             self.raise_refused()
             raise BrowserError(f"the page did not load: {navigated['errorText']}")
-        await self.loaded.wait()
+        await self.until(self.loaded.wait())
         drawn = await self.evaluate("window.engineChartsDrawn ? engineChartsDrawn() : 0")
         if drawn != charts:
             self.raise_refused()
@@ -203,16 +205,33 @@ class _Page:
                 + "; a base.html of your own must include {{ plotly_js }} in a <script> as the built-in one does",
                 retryable=False,
             )
-        await send("Emulation.setEmulatedMedia", {"media": "print"}, self.session)
+        await self.call("Emulation.setEmulatedMedia", {"media": "print"})
         info = await self.evaluate(f"{_PREPARE_JS}({json.dumps(page_css)})")
         self.raise_refused()
-        printed = await send("Page.printToPDF", PRINT_OPTIONS, self.session)
+        printed = await self.call("Page.printToPDF", PRINT_OPTIONS)
         self.raise_refused()
         return base64.b64decode(printed["data"]), info
 
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A command of the tab's session, given up when the tab breaks (a crashed renderer never answers)."""
+        return await self.until(self.browser.send(method, params, self.session))
+
+    async def until(self, work: Any) -> Any:
+        """``await work``, or the BrowserError of the tab breaking first."""
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait([task, self._broken], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_retrieve)
+        if task.done() and not task.cancelled():
+            return task.result()
+        return self._broken.result()  # raises
+
     async def evaluate(self, expression: str) -> Any:
         params = {"expression": expression, "awaitPromise": True, "returnByValue": True}
-        result = await self.browser.send("Runtime.evaluate", params, self.session)
+        result = await self.call("Runtime.evaluate", params)
         if "exceptionDetails" in result:
             raise StepError(f"render.pdf at {self.pointer}: a script of the page failed: {_describe(result)}")
         return result["result"].get("value")
@@ -224,6 +243,9 @@ class _Page:
             task.add_done_callback(self._routing.discard)
         elif method == "Page.loadEventFired":
             self.loaded.set()
+        elif method in ("Inspector.targetCrashed", "Inspector.detached") and not self._broken.done():
+            why = "crashed" if method == "Inspector.targetCrashed" else f"was detached ({params.get('reason')})"
+            self._broken.set_exception(BrowserError(f"the page's renderer {why}"))
 
     async def _route(self, params: dict[str, Any]) -> None:
         """Let a request through to a file of the template folders (or ours), or refuse it."""
@@ -251,6 +273,7 @@ class _Page:
 
     def close(self) -> None:
         """Close the tab without waiting (the browser may be gone, or the step cancelled)."""
+        _retrieve(self._broken)
         for task in self._routing:
             task.cancel()
         self.browser.on(self.session, None)
@@ -264,6 +287,12 @@ def _describe(details: dict[str, Any]) -> str:
     found = details["exceptionDetails"]
     exception = found.get("exception") or {}
     return str(exception.get("description") or found.get("text") or "unknown error").splitlines()[0][:300]
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen (no "exception was never retrieved" when nobody awaits it)."""
+    if future.done() and not future.cancelled():
+        future.exception()
 
 
 def _raise_if_cancelling(exc: BaseException) -> None:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pypdf
+import pytest
 
 from steps.render import cdp, chromium
 from steps.render.charts import BROWSERS
@@ -223,6 +224,29 @@ def test_a_print_cancelled_midway_leaves_no_browser_once_the_run_closes_it(tmp_p
     assert error is None  # cancelled, not turned into a StepError
     assert still_running(profile) == []
     assert our_browsers() == []
+
+
+def test_a_renderer_that_crashes_mid_print_fails_the_step_at_once():
+    from engine import StepError
+
+    page = "<title>t</title><script>window.engineChartsDrawn = () => new Promise(() => {});</script>"
+
+    async def scenario() -> tuple[str, float]:
+        async with chromium.warm_browser(chromium_path()) as browser:
+            task = asyncio.create_task(chromium.write_pdf(browser, page, "", [BUILTIN_TEMPLATES], "", 1))
+            await asyncio.sleep(1.5)  # the page waits for its charts
+            renderers = [p for p in browser_processes(str(browser.profile)) if b"--type=renderer" in _cmdline(p)]
+            assert renderers
+            for pid in renderers:
+                os.kill(pid, signal.SIGKILL)
+            clock = time.monotonic()
+            with pytest.raises(StepError) as info:
+                await asyncio.wait_for(task, 10)
+            return str(info.value), time.monotonic() - clock
+
+    message, elapsed = asyncio.run(scenario())
+    assert message == "Chromium could not print the PDF: the page's renderer crashed"
+    assert elapsed < 2.0
 
 
 def test_ctrl_c_during_a_chromium_print_ends_the_run_and_leaves_no_browser(write_policy, state_dir, tmp_path):
