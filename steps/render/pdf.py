@@ -1,4 +1,4 @@
-"""The PDF: WeasyPrint lays out the print HTML (``@page`` rules in ``report.css``) into pages.
+"""WeasyPrint's PDF: WeasyPrint lays out the print HTML (``@page`` rules in ``report.css``) into pages.
 
 A relative URL (``fonts/LiberationSans-Regular.ttf``, ``logo.svg``) is looked up in the template
 folders in order, like a template: your ``template_dir`` first, then the built-in folder.
@@ -6,7 +6,9 @@ WeasyPrint's URL fetcher serves only ``data:`` URLs and the files inside those f
 after resolving symlinks and ``..``. Any other URL (another file however written, ``http:`` and
 ``https:``) is never opened, and fails the step with a message that names it: a stylesheet, an
 image or an attachment left out would be a wrong PDF. The run's own artifacts are never
-referenced (charts are embedded as ``data:`` URLs), so none are served.
+referenced (charts are embedded as ``data:`` URLs), so none are served. ``engine: "chromium"``
+holds its page's requests to the same rule, with :func:`local_file` and :func:`raise_refused`
+(see ``steps.render.chromium``).
 """
 
 from __future__ import annotations
