@@ -14,8 +14,9 @@ repeated ``--repeat`` times; the table gives the median, min and max.
 - **table**: 3 metric cards, 4 charts and a 500-row table (14 pages), to HTML and PDF.
   ``pdf_cold_s`` is its ``render.pdf`` (target <= 5 s); ``cold_s`` is the whole first run with
   the engine's imports (``imports_s``; the renderers import what they use themselves, inside the
-  run), ``warm_s`` the same run again, where both renders are cache hits (target < 0.2 s). Peak memory is ``resource.getrusage`` (max RSS of this process, and of the
-  browser processes it started and waited for).
+  run), ``warm_s`` the same run again, where both renders are cache hits (target < 0.2 s). Peak
+  memory is ``resource.getrusage`` (max RSS of this process, and of the browser processes it
+  started and waited for).
 
 Times are ``time.perf_counter`` or the run's own step durations.
 """
