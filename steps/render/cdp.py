@@ -115,7 +115,7 @@ class Chromium:
 
     async def _launch(self) -> None:
         loop = asyncio.get_running_loop()
-        self._profile = await asyncio.to_thread(tempfile.mkdtemp, prefix="engine-chromium-")
+        self._profile = await asyncio.to_thread(_new_profile)
         to_browser, from_us = os.pipe()
         to_us, from_browser = os.pipe()
         args = [self.path, *FLAGS, f"--user-data-dir={self._profile}", "--remote-debugging-pipe"]
@@ -244,6 +244,30 @@ class Chromium:
         if profile is not None:
             # in a thread: a profile holds thousands of small files
             await asyncio.to_thread(shutil.rmtree, profile, True)
+
+
+PROFILE_PREFIX = "engine-chromium-"
+
+
+def _new_profile() -> str:
+    """A new profile folder, named for this process; the folders of processes that ended without
+    removing theirs (killed, or a second Ctrl-C) are removed first."""
+    prefix = f"{PROFILE_PREFIX}{os.getpid()}-"
+    for old in Path(tempfile.gettempdir()).glob(f"{PROFILE_PREFIX}*-*"):
+        pid = old.name[len(PROFILE_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _kill_named(profile: str) -> None:
