@@ -9,8 +9,8 @@ that does not exist, so a request that got past the page's own checks still reac
 :class:`Chromium` is an async context manager: leaving it closes the browser with
 ``Browser.close`` and, when it has not exited within :data:`CLOSE_TIMEOUT_S` (frozen, or the
 close was cancelled), kills its whole process group (the browser leads its own group, with its
-zygote, renderer and GPU helpers). Why a client of our own rather than a library: it is about
-250 lines, it chooses every Chromium flag (choreographer, Kaleido's client, always adds
+zygote, renderer and GPU helpers). Why a client of our own rather than a library: it is under
+300 lines, it chooses every Chromium flag (choreographer, Kaleido's client, always adds
 ``--disable-web-security``), and it starts faster than Playwright's Node driver (see
 docs/steps/render.md and the benchmark figures).
 """
