@@ -36,11 +36,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES = ("chromium", "weasyprint")
+# issue 13's targets are Chromium's (WeasyPrint's figures are there to compare); cold_s and warm_s
+# are the targets this benchmark had before, for both
 TARGETS = {
     ("flagship", "chromium", "pdf_cold_s"): "<= 3",
     ("flagship", "chromium", "pdf_warm_s"): "<= 1.5",
     ("table", "chromium", "pdf_cold_s"): "<= 5",
-    ("table", "weasyprint", "pdf_cold_s"): "<= 5",
     ("table", "chromium", "cold_s"): "< 10",
     ("table", "weasyprint", "cold_s"): "< 10",
     ("table", "chromium", "warm_s"): "< 0.2",
