@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,8 +135,17 @@ def descendants(pid: int) -> list[int]:
 
 
 def test_ctrl_c_while_the_flagship_draws_its_charts_ends_within_5_s_and_leaves_no_browser(state_dir, tmp_path):
-    """The issue's reproduction: SIGINT while render.pdf has Kaleido's Chromium drawing charts."""
-    flagship = ROOT / "policies" / "examples" / "sales_report.json"
+    """The issue's reproduction: SIGINT while render.pdf has Kaleido's Chromium drawing charts.
+
+    Kaleido draws the charts of ``engine: "weasyprint"`` (several seconds: SIGINT lands inside);
+    tests/steps/test_render_chromium.py does the same for the Chromium engine."""
+    examples = tmp_path / "examples"
+    shutil.copytree(ROOT / "policies" / "examples", examples)
+    flagship = examples / "sales_report.json"
+    doc = json.loads(flagship.read_text(encoding="utf-8"))
+    (pdf_step,) = [s for s in doc["steps"] if s["id"] == "pdf"]
+    pdf_step["params"]["engine"] = "weasyprint"
+    flagship.write_text(json.dumps(doc), encoding="utf-8")
     proc = start(flagship, state_dir, tmp_path, "run", "--dry-run")
     _wait_for_state(state_dir, "pdf", "RUNNING", timeout=60)
     deadline = time.monotonic() + 20
