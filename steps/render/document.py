@@ -155,6 +155,7 @@ class Document:
             "hash": report["hash"],
             "created_at": report["created_at"],
             "generated": report["created_at"][:16].replace("T", " ") + " UTC",
+            "audit_head": report.get("audit_head"),
         }
 
     def chart_html(self, spec: dict[str, Any], frozen: dict[str, Any]) -> Markup:

@@ -58,6 +58,9 @@ class _Render(Step):
     async def run(self, params: Any, ctx: StepContext) -> Any:
         where = f"{ctx.pointer}/params"
         report = _report(params.report, where)
+        # [governance] audit_head_in_reports: the audit chain's head at render time, in the footer
+        head = await asyncio.to_thread(ctx.audit_head)
+        report["audit_head"] = f"{head[0]} {head[1]}" if head else None
         params = await asyncio.to_thread(self.prepare, params, ctx)
         dirs = document.template_dirs(_template_dir(params.template_dir, ctx, where))
         templates = await asyncio.to_thread(document.templates_digest, dirs)
@@ -69,6 +72,7 @@ class _Render(Step):
                 "spec": report["spec"],
                 "snapshot_hash": report["hash"],
                 "report_version": [report["version"], report["created_at"]],
+                "audit_head": report["audit_head"],
                 "templates": templates,
                 "options": self.options(params),
             }
