@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from ..states import StepState
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from ..api import RunResult
     from ..errors import Problem
     from ..runner import StepEvent
@@ -39,6 +39,8 @@ class LiveTable:
         self.rows: dict[str, dict[str, Any]] = {
             sid: {"status": "PENDING", "attempt": 0, "started": None, "duration": None, "note": ""} for sid in step_ids
         }
+        from rich.live import Live
+
         self.live = Live(console=console, refresh_per_second=8, transient=False, get_renderable=self.render)
 
     def __enter__(self) -> LiveTable:
@@ -61,6 +63,8 @@ class LiveTable:
         row["note"] = event.error or event.skip_reason or ""
 
     def render(self) -> Table:
+        from rich.table import Table
+
         table = Table(title=self.title, title_justify="left", expand=False)
         table.add_column("step")
         table.add_column("state")
@@ -159,6 +163,8 @@ def print_run_detail(console: Console, result: RunResult) -> None:
     if result.preview_dir:
         console.print(f"previews: {result.preview_dir}", highlight=False, markup=False)
     resumed = result.attempt > 1
+    from rich.table import Table
+
     table = Table(expand=False)
     columns = ["step", "type", "state", "attempts", "duration", *(["ran in"] if resumed else []), "note"]
     for column in columns:
@@ -204,6 +210,8 @@ def print_runs(console: Console, rows: list[dict[str, Any]], filtered: bool = Fa
         place = f" in {where}/" if where is not None else ""
         console.print(f"no runs match these filters{place}" if filtered else f"no runs yet{place}", markup=False)
         return
+    from rich.table import Table
+
     table = Table(expand=False)
     for column in ("run id", "policy", "status", "attempt", "trigger", "slot", "started", "finished"):
         table.add_column(column)
