@@ -130,8 +130,34 @@ class Scheduler:
         """Scan the folders again, log what changed since the last scan; return the policies to run."""
         scan = load_folder(self.folders, self.config, previous=self.scan)
         log_changes(self.log, self.scan, scan)
+        self._record_versions(self.scan, scan)
         self.scan = scan
         return scan.policies
+
+    def _record_versions(self, before: FolderScan | None, scan: FolderScan) -> None:
+        """Record each new or edited valid file as a policy version at once, so that a person can
+        review and approve it before its next slot (``engine policy show``, ``engine approve``)."""
+        from .governance import current_actor, registry
+
+        for found in scan.policies.values():
+            earlier = before.files.get(found.path) if before is not None else None
+            if found.valid is None or found.problems or (earlier is not None and earlier.stamp == found.stamp):
+                continue
+            try:
+                source = f"file:{found.path.resolve()}"
+                version = registry.record_version(
+                    self.store.engine, found.valid.document, actor=current_actor(), source=source
+                )
+            except Exception as exc:  # a locked database: the run records it when it starts
+                self.log.warning("schedule.version_not_recorded", path=str(found.path), error=str(exc))
+                continue
+            if version.new:
+                self.log.info(
+                    "policy.version_added",
+                    policy_id=version.policy_id,
+                    version=version.version,
+                    approval_hash=version.approval_hash,
+                )
 
     # -- start-up ---------------------------------------------------------------------------
 
