@@ -229,12 +229,20 @@ def _v5_governance(conn: Connection) -> None:
     tables.create(conn)
 
 
+def _v6_api_tokens(conn: Connection) -> None:
+    """API tokens of the server: name, role, workspace, the token's SHA-256 (never the token)."""
+    from .governance import tables
+
+    tables.api_tokens.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_create_tables),
     (2, _v2_pipeline_state),
     (3, _v3_schedule_slots),
     (4, _v4_run_resumes),
     (5, _v5_governance),
+    (6, _v6_api_tokens),
 ]
 
 

@@ -389,3 +389,95 @@ def audit_head(ctx: click.Context, as_json: bool, state_dir: Path | None) -> Non
         _dump({"seq": seq, "hash": digest})
     else:
         click.echo(f"{seq} {digest}")
+
+
+# -- engine token ------------------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """API tokens for `engine server`: each has a name, a role and a workspace."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="Who uses it: the actor of everything done with it.")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["viewer", "author", "approver", "admin"]),
+    help="viewer reads; author writes policies and runs approved ones; approver approves; admin all.",
+)
+@click.option("--workspace", default="default", show_default=True, help="The workspace it sees.")
+@click.option("--expires", metavar="DURATION", help="Expire after DURATION: 90d, 12h, 30m, 2w (default: never).")
+@click.option("--json", "as_json", is_flag=True, help="Print the token and its record as JSON.")
+@state_dir_option
+@click.pass_context
+def token_create(
+    ctx: click.Context,
+    name: str,
+    role: str,
+    workspace: str,
+    expires: str | None,
+    as_json: bool,
+    state_dir: Path | None,
+) -> None:
+    """Make a token and print it once: only its SHA-256 is stored, it cannot be shown again."""
+    from ..governance import tokens
+
+    duration = tokens.parse_duration(expires) if expires else None
+    store = _store(ctx, state_dir)
+    text, info = tokens.create(
+        store.engine, name=name, role=role, workspace=workspace, actor=_actor(), expires=duration
+    )
+    if as_json:
+        _dump({"token": text, **info.to_dict()})
+        return
+    click.echo(text)
+    until = f", expires {info.expires_at}" if info.expires_at else ""
+    stderr.print(
+        f"token {name!r} ({role}, workspace {workspace}{until}): shown once, keep it secret",
+        markup=False,
+        highlight=False,
+    )
+
+
+@token.command("list")
+@click.option("--workspace", help="Only this workspace's tokens.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tokens (never their text) as JSON.")
+@state_dir_option
+@click.pass_context
+def token_list(ctx: click.Context, workspace: str | None, as_json: bool, state_dir: Path | None) -> None:
+    """The tokens: name, role, workspace, created, expires, state (never the tokens themselves)."""
+    from ..governance import audit as chain
+    from ..governance import tokens
+
+    store = _store(ctx, state_dir)
+    now = chain.utc_now()
+    found = [t.to_dict(now) for t in tokens.tokens(store.engine, workspace)]
+    if as_json:
+        _dump({"tokens": found})
+        return
+    if not found:
+        stdout.print("no tokens: 'engine token create --name NAME --role ROLE' makes one", markup=False)
+    for t in found:
+        expires = t["expires_at"][:19] if t["expires_at"] else "never"
+        stdout.print(
+            f"{t['name']}  {t['role']}  {t['workspace']}  created {t['created_at'][:19]} by {t['created_by']}  "
+            f"expires {expires}  {t['state']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@token.command("revoke")
+@click.argument("name")
+@state_dir_option
+@click.pass_context
+def token_revoke(ctx: click.Context, name: str, state_dir: Path | None) -> None:
+    """Revoke the active token called NAME: requests that carry it are refused from now on."""
+    from ..governance import tokens
+
+    store = _existing(ctx, state_dir)
+    info = tokens.revoke(store.engine, name, _actor())
+    stdout.print(f"revoked token {info.name!r} ({info.role}, workspace {info.workspace})", markup=False)

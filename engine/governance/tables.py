@@ -63,6 +63,21 @@ quota_usage = sa.Table(
     sa.Index("ix_quota_usage_lookup", "quota", "actor", "at"),
 )
 
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, index=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),  # never the token itself
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("workspace", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.String(40)),
+    sa.Column("revoked_at", sa.String(40)),
+    sa.Column("revoked_by", sa.String(200)),
+)
+
 APPEND_ONLY_TRIGGERS = ("audit_log_no_update", "audit_log_no_delete")
 
 _SQLITE_TRIGGERS = [
