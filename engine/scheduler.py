@@ -151,13 +151,8 @@ class Scheduler:
             except Exception as exc:  # a locked database: the run records it when it starts
                 self.log.warning("schedule.version_not_recorded", path=str(found.path), error=str(exc))
                 continue
-            if version.new:
-                self.log.info(
-                    "policy.version_added",
-                    policy_id=version.policy_id,
-                    version=version.version,
-                    approval_hash=version.approval_hash,
-                )
+            if version.new:  # in the audit log too (policy.version_added)
+                self.log.debug("schedule.version_added", policy_id=version.policy_id, version=version.version)
 
     # -- start-up ---------------------------------------------------------------------------
 
