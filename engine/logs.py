@@ -133,11 +133,37 @@ def _setup() -> Any:
     """Import and configure structlog, once."""
     global _structlog
     if _structlog is None:
-        import structlog
-
-        _structlog = structlog
+        _structlog = _import_structlog()
         _configure_structlog(_SILENT, console=False)
     return _structlog
+
+
+_RICH_EXTRAS = ("rich.traceback", "rich.pretty")  # structlog.dev and structlog.tracebacks, optional
+
+
+def _import_structlog() -> Any:
+    """``import structlog`` without its rich tracebacks.
+
+    When rich is installed, ``structlog.dev`` imports ``rich.traceback`` (with pygments) to draw
+    exceptions on a terminal and ``structlog.tracebacks`` imports ``rich.pretty`` (with attrs) to
+    show local variables: about 60 ms of every command's start-up, for features our logs do not
+    use (exceptions go to engine.log as text, through ``format_exc_info``). structlog guards both
+    imports (``except ImportError``: plain tracebacks), so the two modules are hidden while
+    structlog is imported, then made importable again for anyone else.
+    """
+    hidden = [name for name in _RICH_EXTRAS if name not in sys.modules]
+    if "structlog" in sys.modules or len(hidden) < len(_RICH_EXTRAS):
+        import structlog
+
+        return structlog
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import structlog
+    finally:
+        for name in hidden:
+            del sys.modules[name]
+    return structlog
 
 
 def _configure_structlog(level: int, console: bool) -> None:
