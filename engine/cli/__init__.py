@@ -75,7 +75,33 @@ def _report(exc: EngineError, as_json: bool = False) -> None:
         stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """The command group, with the commands of ``scheduling.py`` and ``governance.py`` imported only
+    when one of them is called (or the command list is shown): ``engine run`` does not load them."""
+
+    LAZY = {
+        **dict.fromkeys(("serve", "due", "schedule", "export", "prune"), "scheduling"),
+        **dict.fromkeys(("policy", "approve", "revoke", "audit", "token"), "governance"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in set(self.LAZY.values()):
+            _load_commands(module)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY:
+            _load_commands(self.LAZY[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+def _load_commands(module: str) -> None:
+    import importlib
+
+    importlib.import_module(f"{__name__}.{module}")  # its @cli.command()s register themselves
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="engine")
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help="Import a step plugin module (repeatable).")
 @click.option(
@@ -654,5 +680,5 @@ def _declared_deps(doc: dict[str, Any], result: RunResult) -> dict[str, list[str
         return {s.get("id"): list(s.get("depends_on", [])) for s in doc.get("steps", []) + doc.get("on_failure", [])}
 
 
-from . import governance as _governance  # noqa: E402,F401  (registers policy, approve, revoke, audit)
-from . import scheduling as _scheduling  # noqa: E402,F401  (registers serve, due, schedule, export, prune)
+# scheduling.py (serve, due, schedule, export, prune) and governance.py (policy, approve, revoke,
+# audit, token) register their commands when _LazyGroup imports them

@@ -208,7 +208,8 @@ def test_usage_and_help_say_folder(cli, command):
 
 @pytest.mark.parametrize("command", ["serve", "due", "schedule", "export", "prune"])
 def test_every_option_of_the_scheduling_commands_has_a_help_text(command):
-    options = [p for p in cli_group.commands[command].params if isinstance(p, click.Option)]
+    found = cli_group.get_command(click.Context(cli_group), command)  # loaded on first use
+    options = [p for p in found.params if isinstance(p, click.Option)]
     assert options and [o.name for o in options if not o.help] == []
 
 
