@@ -473,11 +473,10 @@ def resume(
 
 def _execute(store: Store, valid: ValidPolicy | None, go: Any, as_json: bool, verb: str) -> RunResult:
     from .. import logs
-    from . import render
 
-    live = stdout.is_terminal and not as_json
+    live = sys.stdout.isatty() and not as_json  # the live table; rich is imported only then
     logs.configure(store.state_dir, console_level=30 if live else 20)
-    table: render.LiveTable | None = None
+    table: Any = None
     runners: list[Runner] = []
 
     def stop(sig: signal.Signals) -> None:
@@ -491,6 +490,8 @@ def _execute(store: Store, valid: ValidPolicy | None, go: Any, as_json: bool, ve
         if live:
             ids = (valid.main_ids + valid.failure_ids) if valid else []
             title = f"{verb} {valid.id}" if valid else verb
+            from . import render
+
             with render.LiveTable(stdout, ids, title) as table:
                 return interrupts.run_async(main, stop, deadline_s=STOP_DEADLINE_S)
         return interrupts.run_async(main, stop, deadline_s=STOP_DEADLINE_S)
@@ -499,12 +500,16 @@ def _execute(store: Store, valid: ValidPolicy | None, go: Any, as_json: bool, ve
 
 
 def _finish(result: RunResult, as_json: bool) -> None:
-    from . import render
-
     if as_json:
         _dump(result.to_dict())
-    else:
-        render.print_run_summary(stdout if stdout.is_terminal else stderr, result)
+    elif sys.stdout.isatty():
+        from . import render
+
+        render.print_run_summary(stdout, result)
+    else:  # to stderr, plain: rich is not even imported
+        from .summary import write_run_summary
+
+        write_run_summary(sys.stderr, result)
     raise click.exceptions.Exit(EXIT_BY_STATUS.get(result.status, 1))
 
 

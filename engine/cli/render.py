@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..states import StepState
+from .summary import summary_lines
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -107,32 +108,19 @@ def _seconds(value: float | None) -> str:
 
 
 def print_run_summary(console: Console, result: RunResult) -> None:
-    counts: dict[str, int] = {}
-    for step in result.steps:
-        counts[step.status] = counts.get(step.status, 0) + 1
-    parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+    """The summary on a terminal: the status in its colour, a red x before each failed step."""
+    headline, *rest = summary_lines(result)
     style = STATE_COLORS.get(result.status, "")
-    dry = " (dry run)" if result.dry_run else ""
-    console.print(f"run [bold]{result.run_id}[/] [{style}]{result.status}[/]{dry}: {parts}", highlight=False)
-    for step in result.steps:
-        if step.status == "FAILED":
-            line = Text("  ")
-            line.append("x", style="red")
-            line.append(f" {step.id}: {step.error}")
-            console.print(line, highlight=False)
-    if result.error and result.status != "SUCCESS":
-        console.print(f"  error: {result.error}", highlight=False, markup=False)
-    if result.preview_dir:
-        console.print(f"  previews: {result.preview_dir}", highlight=False, markup=False)
-    if result.dry_run and result.approval is not None:
-        approval = result.approval
-        state = f"approved by {approval['approved_by']}" if approval["approved"] else "not approved"
-        console.print(f"  approval hash: {approval['hash']} ({state})", highlight=False, markup=False)
-    if result.status in ("FAILED", "PARTIAL", "CANCELLED"):
-        hint = result.resume_command()
-        if result.policy_file_changed:
-            hint += "  (the policy file has changed since this run started)"
-        console.print(f"  resume with: {hint}", highlight=False, markup=False)
+    line = Text(headline)
+    start = len(f"run {result.run_id} ")
+    line.stylize("bold", 4, start - 1)
+    line.stylize(style, start, start + len(result.status))
+    console.print(line, highlight=False)
+    for text in rest:
+        styled = Text(text)
+        if text.startswith("  x "):
+            styled.stylize("red", 2, 3)
+        console.print(styled, highlight=False)
 
 
 def print_run_detail(console: Console, result: RunResult) -> None:

@@ -80,7 +80,7 @@ def test_run_of_a_core_only_policy_imports_sqlalchemy_but_no_stage_library(tmp_p
     )
     assert proc.returncode == 0, proc.stderr
     assert "sqlalchemy" in modules  # the run state
-    assert {"pygments", "attr"}.isdisjoint(modules)  # structlog imported without rich tracebacks (engine/logs.py)
+    assert {"pygments", "attr", "rich"}.isdisjoint(modules)  # structlog without rich; a plain summary off a terminal
     assert {"pandas", "pyarrow", "pandera", "plotly", "weasyprint", "httpx", "networkx", "kaleido"}.isdisjoint(modules)
 
 
