@@ -16,7 +16,7 @@ from . import graph as graphs
 from . import outputs
 from .artifacts import ArtifactStore
 from .config import EngineConfig
-from .errors import PolicyError, ResumeError, UsageError
+from .errors import NotFound, PolicyError, ResumeError, UsageError
 from .logs import get_logger
 from .params import check_params, coerce_param
 from .policy import sha256_of
@@ -198,6 +198,32 @@ def run_params(
         raise PolicyError(exc.problems, str(valid.path) if valid.path else None) from None
 
 
+@dataclass
+class PreparedRun:
+    """A run that passed the governance gate and is recorded (RUNNING), not yet executed.
+
+    :func:`prepare_run` and :func:`prepare_resume` make one without awaiting anything, so a
+    server can answer "accepted" (or the refusal) at once and execute it later.
+    """
+
+    store: Store
+    setup: RunSetup
+    admission: Any
+    finish_details: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        return self.setup.run_id
+
+    async def execute(self, on_runner: Callable[[Runner], None] | None = None) -> RunResult:
+        from .governance import gate
+
+        await _execute(self.setup, on_runner)
+        result = get_run(self.store, self.run_id)
+        gate.finished(self.store.engine, self.admission, self.run_id, result.status, **self.finish_details)
+        return result
+
+
 async def run_policy(
     source: str | Path | ValidPolicy,
     *,
@@ -227,6 +253,41 @@ async def run_policy(
     (exit code 4) before anything is recorded as started. ``actor`` defaults to
     :func:`engine.governance.current_actor`.
     """
+    prepared = prepare_run(
+        source,
+        store=store,
+        params=params,
+        param_strings=param_strings,
+        dry_run=dry_run,
+        trigger=trigger,
+        observer=observer,
+        run_id=run_id,
+        config=config,
+        scheduled_for=scheduled_for,
+        actor=actor,
+        version_source=version_source,
+        approval_default=approval_default,
+    )
+    return await prepared.execute(on_runner)
+
+
+def prepare_run(
+    source: str | Path | ValidPolicy,
+    *,
+    store: Store,
+    params: Mapping[str, Any] = {},
+    param_strings: Mapping[str, str] = {},
+    dry_run: bool = False,
+    trigger: str = "api",
+    observer: Observer | None = None,
+    run_id: str | None = None,
+    config: EngineConfig | None = None,
+    scheduled_for: str | None = None,
+    actor: str | None = None,
+    version_source: str | None = None,
+    approval_default: bool = False,
+) -> PreparedRun:
+    """The first half of :func:`run_policy`: validate, pass the gate, record the run as RUNNING."""
     from .governance import current_actor, gate
 
     config = config if config is not None else EngineConfig.load()
@@ -277,10 +338,7 @@ async def run_policy(
         config=config,
         actor=actor,
     )
-    await _execute(setup, on_runner)
-    result = get_run(store, run_id)
-    gate.finished(store.engine, admission, run_id, result.status, dry_run=dry_run)
-    return result
+    return PreparedRun(store, setup, admission, {"dry_run": dry_run})
 
 
 def _governance_view(store: Store, row: dict[str, Any]) -> dict[str, Any]:
@@ -391,6 +449,31 @@ async def resume_run(
     See :func:`plan_resume` for ``policy_path`` and ``rerun``. The version it would run passes
     the same governance gate as a new run (approval, ``runs_per_hour``) before anything is claimed.
     """
+    prepared = prepare_resume(
+        run_id,
+        store=store,
+        policy_path=policy_path,
+        rerun=rerun,
+        observer=observer,
+        config=config,
+        actor=actor,
+        approval_default=approval_default,
+    )
+    return await prepared.execute(on_runner)
+
+
+def prepare_resume(
+    run_id: str,
+    *,
+    store: Store,
+    policy_path: str | Path | None = None,
+    rerun: Sequence[str] = (),
+    observer: Observer | None = None,
+    config: EngineConfig | None = None,
+    actor: str | None = None,
+    approval_default: bool = False,
+) -> PreparedRun:
+    """The first half of :func:`resume_run`: plan, pass the gate, claim the run (RUNNING again)."""
     from .governance import current_actor, gate
 
     config = config if config is not None else EngineConfig.load()
@@ -453,10 +536,7 @@ async def resume_run(
         actor=actor,
     )
     gate.started(store.engine, admission, run_id, trigger=trigger, dry_run=bool(row["dry_run"]), attempt=attempt)
-    await _execute(setup, on_runner)
-    result = get_run(store, run_id)
-    gate.finished(store.engine, admission, run_id, result.status, dry_run=bool(row["dry_run"]), attempt=attempt)
-    return result
+    return PreparedRun(store, setup, admission, {"dry_run": bool(row["dry_run"]), "attempt": attempt})
 
 
 def _plan_steps(
@@ -602,7 +682,7 @@ def require_run(store: Store, run_id: str) -> dict[str, Any]:
         assert row is not None
         return row
     hint = f" (did you mean {', '.join(matches)}?)" if matches else " (list runs with 'engine runs')"
-    raise UsageError(f"no run {run_id!r} in {store.state_dir}{hint}")
+    raise NotFound(f"no run {run_id!r} in {store.state_dir}{hint}")
 
 
 def get_run(store: Store, run_id: str) -> RunResult:

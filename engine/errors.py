@@ -31,10 +31,13 @@ from typing import Any, ClassVar
 __all__ = [
     "ConditionError",
     "ConfigError",
+    "Conflict",
     "EngineError",
+    "Forbidden",
     "GovernanceError",
     "InvalidTransition",
     "NotApproved",
+    "NotFound",
     "PolicyError",
     "Problem",
     "QuotaExceeded",
@@ -113,6 +116,15 @@ class UsageError(EngineError):
     exit_code: ClassVar[int] = 2
 
 
+class NotFound(UsageError):
+    """A run, policy, version or other resource that does not exist (in this workspace): HTTP 404."""
+
+
+class Conflict(UsageError):
+    """The action does not fit the resource's state (a file-backed policy edited through the API,
+    a finished run cancelled): HTTP 409."""
+
+
 class RegistryError(EngineError):
     """A step type cannot be registered or a plugin module cannot be imported."""
 
@@ -140,9 +152,23 @@ class GovernanceError(EngineError):
 class NotApproved(GovernanceError):
     """A real run of a policy version whose approval hash nobody approved, with ``require_approval`` on."""
 
+    def __init__(self, message: str, policy_id: str | None = None, approval_hash: str | None = None) -> None:
+        super().__init__(message)
+        self.policy_id = policy_id
+        self.approval_hash = approval_hash
+
+
+class Forbidden(GovernanceError):
+    """The caller's role does not allow the action (a viewer writing, an author approving): HTTP 403."""
+
 
 class QuotaExceeded(GovernanceError):
     """An actor reached a quota of ``[quotas]``; the message names it and when the next action is allowed."""
+
+    def __init__(self, message: str, quota: str | None = None, next_allowed_at: str | None = None) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.next_allowed_at = next_allowed_at  # UTC ISO 8601
 
 
 class InvalidTransition(EngineError, RuntimeError):

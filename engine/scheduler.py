@@ -35,6 +35,7 @@ from .runner import Runner
 from .schedule import missed_slots, next_fire, parse_slot, previous_fire, slot_key
 from .states import RunState
 from .store import Store, pid_alive
+from .validate import ValidPolicy
 
 INTERRUPTED = "interrupted: the engine process stopped"
 
@@ -114,8 +115,15 @@ class Scheduler:
         folders: list[Path],
         config: EngineConfig,
         clock: Callable[[], dt.datetime] = utc_now,
+        *,
+        from_registry: bool = False,
+        approval_default: bool = False,
     ) -> None:
         self.store = store
+        # also run the scheduled policies created through the API (they live in the registry only)
+        self.from_registry = from_registry
+        self.approval_default = approval_default  # [governance] require_approval when unset
+        self._registry_cache: dict[str, ValidPolicy] = {}
         self.config = config
         self.clock = clock
         self.log = logs.get_logger()
@@ -132,7 +140,39 @@ class Scheduler:
         log_changes(self.log, self.scan, scan)
         self._record_versions(self.scan, scan)
         self.scan = scan
-        return scan.policies
+        if not self.from_registry:
+            return scan.policies
+        policies = dict(scan.policies)
+        for policy_id, loaded in self._registry_policies().items():
+            policies.setdefault(policy_id, loaded)
+        return policies
+
+    def _registry_policies(self) -> dict[str, PolicyFile]:
+        """The latest version of each policy created through the API (not archived, not from a file)."""
+        from .governance import registry
+        from .governance.tables import policy_archive
+        from .validate import validate_document
+
+        with self.store.engine.connect() as conn:
+            hidden = {r[0] for r in conn.execute(policy_archive.select().with_only_columns(policy_archive.c.policy_id))}
+        found: dict[str, PolicyFile] = {}
+        cache: dict[str, ValidPolicy] = {}
+        for version in registry.latest_versions(self.store.engine):
+            if version.policy_id in hidden or version.source.startswith("file:"):
+                continue
+            valid = self._registry_cache.get(version.hash)
+            if valid is None:
+                try:
+                    valid = validate_document(version.document, None, self.config)
+                except EngineError as exc:  # valid when recorded; an allow-list may have changed since
+                    self.log.error(
+                        "schedule.invalid", policy_id=version.policy_id, version=version.version, error=str(exc)
+                    )
+                    continue
+            cache[version.hash] = valid
+            found[version.policy_id] = PolicyFile(Path(f"registry:{version.policy_id}"), (version.version, 0), valid)
+        self._registry_cache = cache
+        return found
 
     def _record_versions(self, before: FolderScan | None, scan: FolderScan) -> None:
         """Record each new or edited valid file as a policy version at once, so that a person can
@@ -222,6 +262,7 @@ class Scheduler:
                 run_id=run_id,
                 config=self.config,
                 on_runner=lambda runner: self.runners.__setitem__(run_id, runner),
+                approval_default=self.approval_default,
             )
         except GovernanceError as exc:  # refused before it started: the slot is skipped, never lost
             reason = "not approved" if isinstance(exc, NotApproved) else f"quota: {exc}"
@@ -245,6 +286,7 @@ class Scheduler:
                 store=self.store,
                 config=self.config,
                 on_runner=lambda runner: self.runners.__setitem__(run_id, runner),
+                approval_default=self.approval_default,
             )
         except EngineError as exc:
             self.store.finish_slot(policy_id, key, RunState.FAILED.value, f"resume failed: {exc}")

@@ -236,6 +236,15 @@ def _v6_api_tokens(conn: Connection) -> None:
     tables.api_tokens.create(conn, checkfirst=True)
 
 
+def _v7_policy_archive(conn: Connection) -> None:
+    """Archived policies (``DELETE /policies/{id}``): hidden from lists and schedules, history kept."""
+    from .governance import tables
+
+    tables.policy_archive.create(conn, checkfirst=True)
+    # newest-first listing with a cursor (the server's GET /runs) reads this index, not the table
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_runs_started_id ON runs (started_at, id)"))
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_create_tables),
     (2, _v2_pipeline_state),
@@ -243,6 +252,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (4, _v4_run_resumes),
     (5, _v5_governance),
     (6, _v6_api_tokens),
+    (7, _v7_policy_archive),
 ]
 
 
@@ -283,6 +293,16 @@ class Store:
             step_attempts.insert(), self.engine.dialect, ("run_id", "step_id", *ATTEMPT_COLUMNS)
         )
         self._set_state: dict[tuple[str, ...], _Prepared] = {}
+        # called after each committed change of a run or a step: (run_id, step_id or None, changed
+        # values); the server's live events listen here (an empty list costs the hot path nothing)
+        self.listeners: list[Callable[[str, str | None, dict[str, Any]], None]] = []
+
+    def _notify(self, run_id: str, step_id: str | None, values: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(run_id, step_id, values)
+            except Exception:  # a listener never breaks a run
+                pass
 
     def _write(self) -> Any:
         """A transaction on the one long-lived writing connection (checked out once: the hot path)."""
@@ -363,6 +383,8 @@ class Store:
     def update_run(self, run_id: str, **values: Any) -> None:
         with self._write() as tx:
             tx.connection.execute(_UPDATE_RUN, {"_run_id": run_id, **values})
+        if self.listeners:
+            self._notify(run_id, None, values)
 
     def update_step(self, run_id: str, step_id: str, attempt_row: dict[str, Any] | None = None, **values: Any) -> None:
         """Change a step's row; with ``attempt_row``, also record a finished attempt (one transaction)."""
@@ -371,6 +393,8 @@ class Store:
                 tx.connection.execute(_INSERT_ATTEMPT, {"run_id": run_id, "step_id": step_id, **attempt_row})
             if values:
                 tx.connection.execute(_UPDATE_STEP, {"_run_id": run_id, "_step_id": step_id, **values})
+        if self.listeners and values:
+            self._notify(run_id, step_id, values)
 
     def finish_run(self, run_id: str, commit_state: bool, **values: Any) -> None:
         """End a run; with ``commit_state``, move every step's staged values into pipeline_state
@@ -404,6 +428,8 @@ class Store:
                             )
                         )
             conn.execute(_UPDATE_RUN, {"_run_id": run_id, **values})
+        if self.listeners:
+            self._notify(run_id, None, values)
 
     def get_pipeline_state(self, policy_id: str, step_id: str) -> dict[str, Any]:
         """The committed values of one step of one policy (what ``ctx.state.get`` reads)."""
@@ -471,6 +497,8 @@ class Store:
             raise
         finally:
             cursor.close()
+        if self.listeners:
+            self._notify(run_id, step_id, changes)
 
     def claim_resume(
         self,
@@ -706,9 +734,22 @@ class Store:
         trigger: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        before: tuple[str, str] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Runs newest first; ``since``/``until`` bound ``started_at`` (ISO 8601 UTC, inclusive/exclusive)."""
-        query = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
+        """Runs newest first; ``since``/``until`` bound ``started_at`` (ISO 8601 UTC, inclusive/exclusive).
+
+        ``before`` is a ``(started_at, id)`` cursor: only runs after it in this order (the next
+        page); ``columns`` limits the columns read (the default is every one)."""
+        selected = [runs.c[name] for name in columns] if columns else [runs]
+        query = sa.select(*selected).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(
+                sa.or_(
+                    runs.c.started_at < before[0],
+                    sa.and_(runs.c.started_at == before[0], runs.c.id < before[1]),
+                )
+            )
         if policy_id:
             query = query.where(runs.c.policy_id == policy_id)
         if status:

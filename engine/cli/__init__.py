@@ -139,10 +139,14 @@ def format_option(help_text: str) -> Any:
     )
 
 
-def _store(ctx: click.Context, state_dir: Path | None) -> Store:
+def _store(ctx: click.Context, state_dir: Path | None, workspace: str | None = None) -> Store:
+    """The store of the workspace (``ENGINE_WORKSPACE``, default ``default``) under the state directory."""
     from ..store import Store
+    from ..workspaces import current_workspace, db_url_for, root_state_dir, state_dir_for
 
-    store = Store.open(state_dir or ctx.obj["state_dir"])
+    workspace = workspace or current_workspace()
+    root = root_state_dir(state_dir or ctx.obj["state_dir"])
+    store = Store(state_dir_for(root, workspace), db_url_for(workspace))
     store.mark_interrupted()
     return store
 
@@ -151,9 +155,12 @@ def _state_path(ctx: click.Context, state_dir: Path | None) -> Path | None:
     """The state directory a reading command would open, or None when a database URL is set."""
     import os
 
-    if os.environ.get("ENGINE_DB_URL"):
+    from ..workspaces import current_workspace, root_state_dir, state_dir_for
+
+    workspace = current_workspace()
+    if os.environ.get("ENGINE_DB_URL") and workspace == "default":
         return None
-    return Path(state_dir or ctx.obj["state_dir"] or os.environ.get("ENGINE_STATE_DIR") or ".engine")
+    return state_dir_for(root_state_dir(state_dir or ctx.obj["state_dir"]), workspace)
 
 
 def _no_state(path: Path) -> str:

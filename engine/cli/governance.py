@@ -246,7 +246,7 @@ def policy_history(ctx: click.Context, policy_id: str, as_json: bool, state_dir:
         )
 
 
-def _existing(ctx: click.Context, state_dir: Path | None) -> Store:
+def _existing(ctx: click.Context, state_dir: Path | None, workspace: str | None = None) -> Store:
     from . import _state_path
 
     path = _state_path(ctx, state_dir)
@@ -423,9 +423,11 @@ def token_create(
 ) -> None:
     """Make a token and print it once: only its SHA-256 is stored, it cannot be shown again."""
     from ..governance import tokens
+    from ..workspaces import check_name
 
+    check_name(workspace, "--workspace")
     duration = tokens.parse_duration(expires) if expires else None
-    store = _store(ctx, state_dir)
+    store = _store(ctx, state_dir, "default")  # tokens live at the top: looked up before their workspace
     text, info = tokens.create(
         store.engine, name=name, role=role, workspace=workspace, actor=_actor(), expires=duration
     )
@@ -451,7 +453,7 @@ def token_list(ctx: click.Context, workspace: str | None, as_json: bool, state_d
     from ..governance import audit as chain
     from ..governance import tokens
 
-    store = _store(ctx, state_dir)
+    store = _store(ctx, state_dir, "default")
     now = chain.utc_now()
     found = [t.to_dict(now) for t in tokens.tokens(store.engine, workspace)]
     if as_json:
@@ -478,6 +480,6 @@ def token_revoke(ctx: click.Context, name: str, state_dir: Path | None) -> None:
     """Revoke the active token called NAME: requests that carry it are refused from now on."""
     from ..governance import tokens
 
-    store = _existing(ctx, state_dir)
+    store = _store(ctx, state_dir, "default")
     info = tokens.revoke(store.engine, name, _actor())
     stdout.print(f"revoked token {info.name!r} ({info.role}, workspace {info.workspace})", markup=False)

@@ -188,47 +188,9 @@ def _print_duplicates(scan: FolderScan) -> None:
 
 
 def _schedule_entry(store: Store, valid: Any, path: str, now: dt.datetime, count: int) -> dict[str, Any]:
-    from ..schedule import describe, fires_after, is_due, parse_slot, slot_key, zone
+    from ..service.schedules import schedule_entry
 
-    schedule = valid.policy.schedule
-    entry: dict[str, Any] = {"policy_id": valid.id, "path": path, "schedule": None}
-    if schedule is None:
-        return entry
-    tz = zone(schedule.timezone)
-    fires = []
-    for fire in fires_after(schedule, now):
-        if len(fires) == count:
-            break
-        fires.append({"utc": slot_key(fire), "local": fire.astimezone(tz).isoformat()})
-    slots = store.list_slots(valid.id)
-    with_runs = [s for s in slots if s["run_id"] and s["status"] != "SKIPPED"]
-    last_run = None
-    if with_runs:
-        slot = with_runs[-1]
-        run = store.get_run(slot["run_id"])
-        duration = None
-        if run and run["finished_at"]:
-            duration = round((parse_slot(run["finished_at"]) - parse_slot(run["started_at"])).total_seconds(), 3)
-        last_run = {
-            "scheduled_for": slot["scheduled_for"],
-            "run_id": slot["run_id"],
-            "status": run["status"] if run else slot["status"],
-            "duration_s": duration,
-        }
-    last_slot = parse_slot(slots[-1]["scheduled_for"]) if slots else None
-    entry.update(
-        schedule=valid.document.get("schedule"),
-        description=describe(schedule),
-        enabled=schedule.enabled,
-        timezone=schedule.timezone,
-        next_fires=fires,
-        last_run=last_run,
-        overdue=is_due(schedule, last_slot, now),
-        skipped=[
-            {"scheduled_for": s["scheduled_for"], "reason": s["reason"]} for s in slots if s["status"] == "SKIPPED"
-        ][-5:],
-    )
-    return entry
+    return schedule_entry(store, valid, path, now, count)
 
 
 def _print_entry(entry: dict[str, Any]) -> None:

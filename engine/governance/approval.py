@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..config import EngineConfig
-from ..errors import ConfigError, GovernanceError, NotApproved, UsageError
+from ..errors import ConfigError, Forbidden, NotApproved, NotFound, UsageError
 from . import audit
 from .registry import PolicyVersion, versions
 from .tables import approvals
@@ -95,7 +95,7 @@ def resolve_hash(engine: Engine, policy_id: str, text: str) -> tuple[str, list[P
     with the versions that have it."""
     known = versions(engine, policy_id)
     if not known:
-        raise UsageError(
+        raise NotFound(
             f"no policy {policy_id!r} in the registry: record it first with 'engine policy add FILE' "
             "(or 'engine run FILE --dry-run')"
         )
@@ -108,7 +108,7 @@ def resolve_hash(engine: Engine, policy_id: str, text: str) -> tuple[str, list[P
     matches = sorted({v.approval_hash for v in known if v.approval_hash.startswith(wanted)})
     if not matches:
         hint = ", ".join(f"v{v.version} {v.approval_hash[:MIN_PREFIX]}" for v in known[-5:])
-        raise UsageError(
+        raise NotFound(
             f"policy {policy_id!r} has no version with approval hash {wanted}...; its latest: {hint} "
             f"('engine policy history {policy_id}' lists every one)"
         )
@@ -126,7 +126,7 @@ def approve(
     if separate_approver(config):
         own = [v for v in matching if v.created_by == actor]
         if own and len(own) == len(matching):
-            raise GovernanceError(
+            raise Forbidden(
                 f"{actor} created version {own[-1].version} of {policy_id!r} (hash {full[:MIN_PREFIX]}) and "
                 "[governance] separate_approver is on: another person must approve it"
             )
@@ -215,5 +215,7 @@ def check_approved(
         f"policy {version.policy_id!r} version {version.version} (approval hash {version.approval_hash}) is not "
         f"approved, and [governance] require_approval is on; it was created by {version.created_by} "
         f"({version.source}). Review it with 'engine policy show {version.policy_id}' or a dry run, then a "
-        f"person approves it with: {approve_command(version.policy_id, version.approval_hash)}"
+        f"person approves it with: {approve_command(version.policy_id, version.approval_hash)}",
+        policy_id=version.policy_id,
+        approval_hash=version.approval_hash,
     )

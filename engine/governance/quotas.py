@@ -93,7 +93,7 @@ def use(
         subject or name,
         {"quota": name, "limit": q.limit, "used": already, "asked": count, "next_allowed_at": next_at},
     )
-    raise QuotaExceeded(message)
+    raise QuotaExceeded(message, quota=name, next_allowed_at=next_at)
 
 
 def _next_allowed(rows: list[Any], q: Quota, count: int, stamp: str) -> str:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..config import EngineConfig
-from ..errors import UsageError
+from ..errors import NotFound
 from ..policy import canonical_json, sha256_of
 from . import audit, quotas
 from .tables import policy_versions
@@ -180,11 +180,11 @@ def get_version(engine: Engine, policy_id: str, version: int | None = None) -> P
     if row is None:
         known = versions(engine, policy_id)
         if not known:
-            raise UsageError(
+            raise NotFound(
                 f"no policy {policy_id!r} in the registry: record it with 'engine policy add FILE' "
                 "(or run it once with 'engine run FILE'); 'engine policy list' shows what is there"
             )
-        raise UsageError(f"policy {policy_id!r} has no version {version}: its versions are 1 to {known[-1].version}")
+        raise NotFound(f"policy {policy_id!r} has no version {version}: its versions are 1 to {known[-1].version}")
     return _version(row)
 
 
@@ -219,3 +219,19 @@ def diff(old: PolicyVersion | None, new: PolicyVersion) -> str:
     label_old = f"{old.policy_id} v{old.version} ({old.hash[:12]})" if old else "/dev/null"
     label_new = f"{new.policy_id} v{new.version} ({new.hash[:12]})"
     return "".join(difflib.unified_diff(lines(old), lines(new), label_old, label_new))
+
+
+def latest_versions(engine: Engine) -> list[PolicyVersion]:
+    """The newest version of every policy, by id."""
+    newest = (
+        sa.select(policy_versions.c.policy_id, sa.func.max(policy_versions.c.version).label("v"))
+        .group_by(policy_versions.c.policy_id)
+        .subquery()
+    )
+    query = (
+        sa.select(policy_versions)
+        .join(newest, (policy_versions.c.policy_id == newest.c.policy_id) & (policy_versions.c.version == newest.c.v))
+        .order_by(policy_versions.c.policy_id)
+    )
+    with engine.connect() as conn:
+        return [_version(r) for r in conn.execute(query)]

@@ -78,6 +78,14 @@ api_tokens = sa.Table(
     sa.Column("revoked_by", sa.String(200)),
 )
 
+policy_archive = sa.Table(
+    "policy_archive",
+    metadata,
+    sa.Column("policy_id", sa.String(200), primary_key=True),
+    sa.Column("archived_at", sa.String(40), nullable=False),
+    sa.Column("archived_by", sa.String(200), nullable=False),
+)
+
 APPEND_ONLY_TRIGGERS = ("audit_log_no_update", "audit_log_no_delete")
 
 _SQLITE_TRIGGERS = [

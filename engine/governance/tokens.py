@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..errors import EngineError, UsageError
+from ..workspaces import check_name
 from . import audit
 from .tables import api_tokens
 
@@ -104,8 +105,7 @@ def create(
         raise UsageError(
             f"--name {name!r}: letters, digits and . _ @ : - (at most 200), starting with a letter or digit"
         )
-    if not _NAME.match(workspace):
-        raise UsageError(f"--workspace {workspace!r}: letters, digits and . _ @ : - (at most 200)")
+    check_name(workspace, "--workspace")
     moment = now or dt.datetime.now(dt.UTC)
     stamp = moment.isoformat(timespec="microseconds")
     expires_at = (moment + expires).isoformat(timespec="microseconds") if expires else None
