@@ -82,6 +82,7 @@ class _LazyGroup(click.Group):
     LAZY = {
         **dict.fromkeys(("serve", "due", "schedule", "export", "prune"), "scheduling"),
         **dict.fromkeys(("policy", "approve", "revoke", "audit", "token"), "governance"),
+        "server": "server",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -118,3 +118,47 @@ def _record(
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# -- reading (the server's /reports) ---------------------------------------------------------------
+
+
+def list_reports(db: sa.Engine) -> list[dict[str, Any]]:
+    """Every report with its latest version and hash, and the policy of that version."""
+    query = (
+        sa.select(reports, report_versions.c.policy_id, report_versions.c.run_id)
+        .join(
+            report_versions,
+            (report_versions.c.report_id == reports.c.report_id)
+            & (report_versions.c.version == reports.c.latest_version),
+        )
+        .order_by(reports.c.report_id)
+    )
+    with db.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def list_versions(db: sa.Engine, report_id: str) -> list[dict[str, Any]]:
+    """The versions of one report, oldest first (without their snapshots); empty: no such report."""
+    columns = [c for c in report_versions.c if c.name not in ("snapshot_json", "spec_json")]
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.select(*columns).where(report_versions.c.report_id == report_id).order_by(report_versions.c.version)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def get_snapshot(db: sa.Engine, report_id: str, number: int) -> dict[str, Any] | None:
+    """One version with its frozen data snapshot and the report spec, or None."""
+    with db.connect() as conn:
+        row = conn.execute(
+            sa.select(report_versions).where(
+                report_versions.c.report_id == report_id, report_versions.c.version == number
+            )
+        ).first()
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    out["snapshot"] = json.loads(out.pop("snapshot_json"))
+    out["spec"] = json.loads(out.pop("spec_json"))
+    return out

@@ -325,3 +325,31 @@ def claim_blocking(records: Deliveries, key: str) -> None:
         if time.monotonic() > deadline:
             raise _busy(holder, key)
         time.sleep(CLAIM_POLL_S)
+
+
+def ledger(
+    db: sa.Engine,
+    runs_table: sa.Table,
+    *,
+    policy_id: str | None = None,
+    status: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """The delivery ledger, newest first: each recipient's delivery with its run's policy and slot."""
+    query = (
+        sa.select(
+            deliveries,
+            runs_table.c.policy_id,
+            runs_table.c.scheduled_for,
+            runs_table.c.dry_run,
+        )
+        .join(runs_table, runs_table.c.id == deliveries.c.run_id)
+        .order_by(deliveries.c.id.desc())
+        .limit(limit)
+    )
+    if policy_id:
+        query = query.where(runs_table.c.policy_id == policy_id)
+    if status:
+        query = query.where(deliveries.c.status == status)
+    with db.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
