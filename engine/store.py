@@ -237,10 +237,12 @@ def _v6_api_tokens(conn: Connection) -> None:
 
 
 def _v7_policy_archive(conn: Connection) -> None:
-    """Archived policies (``DELETE /policies/{id}``): hidden from lists and schedules, history kept."""
+    """Archived policies (``DELETE /policies/{id}``): hidden from lists and schedules, history kept;
+    the current version of a policy when an earlier content was recorded again (policy_heads)."""
     from .governance import tables
 
     tables.policy_archive.create(conn, checkfirst=True)
+    tables.policy_heads.create(conn, checkfirst=True)
     # newest-first listing with a cursor (the server's GET /runs) reads this index, not the table
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_runs_started_id ON runs (started_at, id)"))
 

@@ -23,7 +23,7 @@ from ..config import EngineConfig
 from ..errors import NotFound
 from ..policy import canonical_json, sha256_of
 from . import audit, quotas
-from .tables import policy_versions
+from .tables import policy_heads, policy_versions
 
 
 def approval_hash(document: dict[str, Any]) -> str:
@@ -93,6 +93,8 @@ def record_version(
     digest = sha256_of(document)
     existing = get_version_by_hash(engine, policy_id, digest)
     if existing is not None:
+        if on_purpose:  # an earlier content given again on purpose becomes the current version
+            _make_current(engine, existing, actor)
         return existing
     if on_purpose:
         quotas.use(engine, config or EngineConfig(), "policy_versions_per_day", actor, subject=policy_id)
@@ -120,6 +122,7 @@ def _insert(
             .limit(1)
         ).first()
         number = (last.version + 1) if last else 1
+        conn.execute(policy_heads.delete().where(policy_heads.c.policy_id == policy_id))  # the new one is current
         conn.execute(
             policy_versions.insert().values(
                 policy_id=policy_id,
@@ -167,8 +170,40 @@ def get_version_by_hash(engine: Engine, policy_id: str, digest: str) -> PolicyVe
     return _version(row) if row else None
 
 
+def _make_current(engine: Engine, version: PolicyVersion, actor: str) -> None:
+    current = get_version(engine, version.policy_id)
+    if current.version == version.version:
+        return
+    stamp = audit.utc_now()
+    with engine.begin() as conn:
+        conn.execute(policy_heads.delete().where(policy_heads.c.policy_id == version.policy_id))
+        newest = conn.execute(
+            sa.select(sa.func.max(policy_versions.c.version)).where(policy_versions.c.policy_id == version.policy_id)
+        ).scalar_one()
+        if version.version != newest:
+            conn.execute(
+                policy_heads.insert().values(
+                    policy_id=version.policy_id, version=version.version, set_at=stamp, set_by=actor
+                )
+            )
+        audit.append(
+            conn,
+            actor,
+            "policy.version_restored",
+            version.policy_id,
+            {"from": current.version, "to": version.version, "hash": version.hash},
+            stamp,
+        )
+
+
 def get_version(engine: Engine, policy_id: str, version: int | None = None) -> PolicyVersion:
-    """Version ``version`` of the policy (the latest when None), or a UsageError that says what exists."""
+    """Version ``version`` of the policy (the current one when None: the newest, unless an earlier
+    content was recorded again on purpose), or a NotFound that says what exists."""
+    if version is None:
+        with engine.connect() as conn:
+            version = conn.execute(
+                sa.select(policy_heads.c.version).where(policy_heads.c.policy_id == policy_id)
+            ).scalar_one_or_none()
     query = sa.select(policy_versions).where(policy_versions.c.policy_id == policy_id)
     query = (
         query.where(policy_versions.c.version == version)
@@ -222,9 +257,13 @@ def diff(old: PolicyVersion | None, new: PolicyVersion) -> str:
 
 
 def latest_versions(engine: Engine) -> list[PolicyVersion]:
-    """The newest version of every policy, by id."""
+    """The current version of every policy (as :func:`get_version` with no version), by id."""
     newest = (
-        sa.select(policy_versions.c.policy_id, sa.func.max(policy_versions.c.version).label("v"))
+        sa.select(
+            policy_versions.c.policy_id,
+            sa.func.coalesce(sa.func.max(policy_heads.c.version), sa.func.max(policy_versions.c.version)).label("v"),
+        )
+        .select_from(policy_versions.outerjoin(policy_heads, policy_heads.c.policy_id == policy_versions.c.policy_id))
         .group_by(policy_versions.c.policy_id)
         .subquery()
     )

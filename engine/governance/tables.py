@@ -86,6 +86,17 @@ policy_archive = sa.Table(
     sa.Column("archived_by", sa.String(200), nullable=False),
 )
 
+# the current version of a policy when it is not its newest: content recorded again on purpose
+# (an API PUT of an earlier document) makes that earlier version current without a new number
+policy_heads = sa.Table(
+    "policy_heads",
+    metadata,
+    sa.Column("policy_id", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("set_at", sa.String(40), nullable=False),
+    sa.Column("set_by", sa.String(200), nullable=False),
+)
+
 APPEND_ONLY_TRIGGERS = ("audit_log_no_update", "audit_log_no_delete")
 
 _SQLITE_TRIGGERS = [

@@ -98,7 +98,7 @@ def file_of(version: registry.PolicyVersion) -> Path | None:
 
 
 def latest(ws: Workspace, policy_id: str, *, include_archived: bool = False) -> registry.PolicyVersion:
-    """The newest version of a policy of the workspace, or :class:`NotFound`."""
+    """The current version of a policy of the workspace (what runs), or :class:`NotFound`."""
     version = registry.get_version(ws.store.engine, policy_id)
     if not include_archived and archived(ws, policy_id):
         raise NotFound(f"no policy {policy_id!r}: it was archived (its history is kept)")
@@ -206,10 +206,11 @@ def get_policy(ws: Workspace, caller: Caller, policy_id: str, version: int | Non
 
 def versions(ws: Workspace, caller: Caller, policy_id: str) -> list[dict[str, Any]]:
     require(caller, "read")
-    latest(ws, policy_id)
+    current = latest(ws, policy_id).version
     hashes = approval.approved_hashes(ws.store.engine, policy_id)
     return [
-        {**v.to_dict(), "approved": v.approval_hash in hashes} for v in registry.versions(ws.store.engine, policy_id)
+        {**v.to_dict(), "approved": v.approval_hash in hashes, "current": v.version == current}
+        for v in registry.versions(ws.store.engine, policy_id)
     ]
 
 
