@@ -12,7 +12,10 @@ from tests.server.conftest import hello
 def test_an_invalid_policy_is_422_with_every_problem_located_and_nothing_recorded(start_server):
     live = start_server()
     author = live.as_role("author")
-    text = '{\n  "schema_version": 1,\n  "id": "bad",\n  "steps": [\n    {"id": "a", "type": "core.valu"},\n    {"id": "b", "type": "core.value", "depends_on": ["zz"], "params": {"value": 1}}\n  ]\n}'
+    text = (
+        '{\n  "schema_version": 1,\n  "id": "bad",\n  "steps": [\n    {"id": "a", "type": "core.valu"},\n'
+        '    {"id": "b", "type": "core.value", "depends_on": ["zz"], "params": {"value": 1}}\n  ]\n}'
+    )
     response = author.post("/policies", content=text)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"

@@ -53,7 +53,8 @@ def test_engine_server_serves_and_stops_on_a_signal_with_exit_0(tmp_path, sig):
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read() if process.poll() else ""
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "engine server did not answer /health"
             time.sleep(0.1)
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"})
         doc = {**hello("slowish"), "steps": [{"id": "wait", "type": "core.shell", "params": {"argv": ["sleep", "1"]}}]}
@@ -62,7 +63,8 @@ def test_engine_server_serves_and_stops_on_a_signal_with_exit_0(tmp_path, sig):
             doc = hello("slowish")
             created = client.post("/policies", content=json.dumps(doc))
         assert created.status_code == 201, created.text
-        assert client.post("/policies/slowish/approvals", json={"hash": created.json()["approval_hash"]}).status_code == 201
+        digest = created.json()["approval_hash"]
+        assert client.post("/policies/slowish/approvals", json={"hash": digest}).status_code == 201
         run_id = client.post("/policies/slowish/runs").json()["run_id"]
         client.close()
         process.send_signal(sig)
