@@ -158,7 +158,6 @@ def show(ws: Workspace, caller: Caller, run_id: str) -> dict[str, Any]:
     require(caller, "read")
     result = get_run(ws.store, run_id).to_dict()
     result["previews"] = [p.name for p in _preview_files(result.get("preview_dir"))]
-    result.pop("preview_dir", None)  # a path on the server: the previews are read by name
     return result
 
 
