@@ -111,6 +111,7 @@ class _Schedulers:
                     ws.store, ws.folders, ws.config, from_registry=True, approval_default=ws.approval_default, **extra
                 )
                 self.schedulers.append(scheduler)
+                self.server.schedulers.append(scheduler)
                 work = scheduler.serve(self.stop_event, self.grace_s) if self.run_slots else self._sync(scheduler)
                 self.tasks[name] = asyncio.ensure_future(work)
                 log.info("server.workspace", workspace=name, scheduling=self.run_slots)

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import EngineConfig
 from ..service import Workspace
@@ -26,6 +27,7 @@ class ServerContext:
     approval_default: bool = True  # [governance] require_approval defaults to true for the server
     executor: RunExecutor | None = None
     clock: Callable[[], dt.datetime] | None = None  # the schedulers' clock (tests fake it)
+    schedulers: list[Any] = field(default_factory=list)  # one per workspace, once started
     _workspaces: dict[str, Workspace] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -57,6 +59,17 @@ class ServerContext:
     @property
     def log_file(self) -> Path:
         return self.root / "logs" / "engine.log"
+
+    def cancel(self, run_id: str, reason: str) -> bool:
+        """Cancel a run this process executes: started through the API, or by a scheduler here."""
+        if self.executor is not None and self.executor.cancel(run_id, reason):
+            return True
+        for scheduler in self.schedulers:
+            runner = scheduler.runners.get(run_id)
+            if runner is not None:
+                runner.cancel(reason)
+                return True
+        return False
 
     def opened(self) -> list[Workspace]:
         return list(self._workspaces.values())

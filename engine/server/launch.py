@@ -21,11 +21,8 @@ def launcher(s: Session) -> Callable[[Any], None]:
 
 
 def canceller(s: Session) -> Callable[[str, str], bool]:
-    executor = s.server.executor
-    assert executor is not None
-
     def cancel(run_id: str, reason: str) -> bool:
-        return bool(on_loop(executor.cancel, run_id, reason))
+        return bool(on_loop(s.server.cancel, run_id, reason))
 
     return cancel
 
