@@ -57,6 +57,7 @@ def server(
     from ..server.context import ServerContext
     from ..workspaces import current_workspace, root_state_dir
 
+    _check_port(host, port)
     root = root_state_dir(state_dir or ctx.obj["state_dir"])
     root.mkdir(parents=True, exist_ok=True)
     logs.configure(root)
@@ -78,6 +79,27 @@ def server(
         lifespan="on",
     )
     _Server(config).run()
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse at once (exit 2) an address that cannot be listened on, before anything starts."""
+    import socket
+
+    from ..errors import UsageError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {host}:{port}: {exc.strerror} (another engine server? choose one with --port)"
+            ) from None
 
 
 class _Server:

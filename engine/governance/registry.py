@@ -122,6 +122,15 @@ def _insert(
             .limit(1)
         ).first()
         number = (last.version + 1) if last else 1
+        head = conn.execute(
+            sa.select(policy_heads.c.version).where(policy_heads.c.policy_id == policy_id)
+        ).scalar_one_or_none()
+        if head is not None:  # an earlier version was current: the new one follows it, not the newest
+            last = conn.execute(
+                sa.select(policy_versions).where(
+                    policy_versions.c.policy_id == policy_id, policy_versions.c.version == head
+                )
+            ).first()
         conn.execute(policy_heads.delete().where(policy_heads.c.policy_id == policy_id))  # the new one is current
         conn.execute(
             policy_versions.insert().values(

@@ -97,6 +97,7 @@ class _Schedulers:
         self.stop_event = asyncio.Event()
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.schedulers: list[Any] = []
+        self.failed: set[str] = set()
 
     async def run(self) -> None:
         from ..scheduler import Scheduler
@@ -104,8 +105,13 @@ class _Schedulers:
         log = get_logger()
         while not self.stop_event.is_set():
             names = set(existing(self.server.root)) | {self.server.folder_workspace}
-            for name in sorted(names - self.tasks.keys()):
-                ws = self.server.workspace(name)
+            for name in sorted(names - self.tasks.keys() - self.failed):
+                try:
+                    ws = self.server.workspace(name)
+                except Exception as exc:  # one workspace that cannot open never stops the others
+                    self.failed.add(name)
+                    log.error("server.workspace_error", workspace=name, error=f"{type(exc).__name__}: {exc}")
+                    continue
                 extra = {"clock": self.server.clock} if self.server.clock is not None else {}
                 scheduler = Scheduler(
                     ws.store, ws.folders, ws.config, from_registry=True, approval_default=ws.approval_default, **extra

@@ -43,7 +43,7 @@ PROBLEM = "application/problem+json"
 # (class, status, slug, title): the first that matches wins
 _TABLE: list[tuple[type[Exception], int, str, str]] = [
     (AuthError, 401, "unauthorized", "Not authenticated"),
-    (Forbidden, 403, "forbidden", "Not allowed for this role"),
+    (Forbidden, 403, "forbidden", "Forbidden"),
     (NotApproved, 409, "not-approved", "Policy version not approved"),
     (QuotaExceeded, 429, "quota-exceeded", "Quota exceeded"),
     (GovernanceError, 403, "refused", "Refused by a governance rule"),

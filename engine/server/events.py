@@ -23,6 +23,9 @@ from ..service import Caller, Workspace, runs
 from ..states import RunState
 
 POLL_S = 1.0
+# columns of a step's row that are not its state: its output (read it with GET /runs/{id}) and
+# what it stages for the policy's state
+_NOT_SENT = frozenset({"output_json", "output_hash", "pending_state"})
 KEEPALIVE_S = 15.0
 
 
@@ -36,7 +39,8 @@ async def run_events(ws: Workspace, caller: Caller, run_id: str) -> AsyncIterato
 
     def listener(rid: str, step_id: str | None, values: dict[str, Any]) -> None:
         if rid == run_id:
-            loop.call_soon_threadsafe(queue.put_nowait, (step_id, dict(values)))
+            sent = {k: v for k, v in values.items() if k not in _NOT_SENT}
+            loop.call_soon_threadsafe(queue.put_nowait, (step_id, sent))
 
     ws.store.listeners.append(listener)
     try:
@@ -65,6 +69,7 @@ async def run_events(ws: Workspace, caller: Caller, run_id: str) -> AsyncIterato
                     quiet = 0.0
                     yield ": keepalive\n\n"
                 continue
+            quiet = 0.0
             if step_id is None:
                 if "status" in values:
                     status = values["status"]

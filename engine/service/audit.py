@@ -18,8 +18,10 @@ def entries(
     action: str | None = None,
     limit: int = 1000,
 ) -> list[dict[str, Any]]:
+    from .runs import utc_text
+
     require(caller, "read")
-    found = audit.entries(ws.store.engine, policy_id=policy, since=since, action=action, limit=limit)
+    found = audit.entries(ws.store.engine, policy_id=policy, since=utc_text(since, "since"), action=action, limit=limit)
     return [e.to_dict() for e in found]
 
 

@@ -80,18 +80,26 @@ def start_run(
 def resume(ws: Workspace, caller: Caller, run_id: str, launch: Launch) -> dict[str, Any]:
     """Resume a FAILED, PARTIAL or CANCELLED run of the workspace (same gate as a new run)."""
     require(caller, "run")
-    row = require_run(ws.store, run_id)
+    row = run_row(ws, run_id)
     prepared = prepare_resume(
         row["id"], store=ws.store, config=ws.config, actor=caller.actor, approval_default=ws.approval_default
     )
     launch(prepared)
-    return {"run_id": prepared.run_id, "attempt": prepared.setup.run_attempt, "status": RunState.RUNNING.value}
+    version = prepared.admission.version
+    return {
+        "run_id": prepared.run_id,
+        "policy_id": version.policy_id,
+        "version": version.version,
+        "dry_run": prepared.setup.dry_run,
+        "attempt": prepared.setup.run_attempt,
+        "status": RunState.RUNNING.value,
+    }
 
 
 def cancel(ws: Workspace, caller: Caller, run_id: str, cancel_here: Callable[[str, str], bool]) -> dict[str, Any]:
     """Cancel a running run that this process executes (``cancel_here(run_id, reason)``)."""
     require(caller, "run")
-    row = require_run(ws.store, run_id)
+    row = run_row(ws, run_id)
     if row["status"] != RunState.RUNNING.value:
         raise Conflict(f"run {row['id']} is {row['status']}: only a RUNNING run can be cancelled")
     if not cancel_here(row["id"], f"cancelled by {caller.actor}"):
@@ -102,6 +110,35 @@ def cancel(ws: Workspace, caller: Caller, run_id: str, cancel_here: Callable[[st
 
 
 # -- reading --------------------------------------------------------------------------------------
+
+
+def run_row(ws: Workspace, run_id: str) -> dict[str, Any]:
+    """The run's row (by its id or a unique prefix), or NotFound naming the workspace (not a path)."""
+    try:
+        return require_run(ws.store, run_id)
+    except NotFound:
+        matches = ws.store.find_runs(run_id)
+        hint = f" (did you mean {', '.join(matches[:5])}?)" if matches else ""
+        raise NotFound(f"no run {run_id!r} in workspace {ws.name}{hint}") from None
+
+
+def utc_text(value: str | None, name: str) -> str | None:
+    """An ISO 8601 time with any offset (``Z``; none: UTC) as the stored UTC form, to compare with.
+
+    A ``+`` left unencoded in a query string arrives as a space: ``...T07:00:00 01:00`` is read
+    as ``+01:00``."""
+    if not value:
+        return None
+    import datetime as dt
+
+    text = re.sub(r" (\d\d:?\d\d)$", r"+\1", value.strip())
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{name} {value!r}: an ISO 8601 time, e.g. 2026-12-01T07:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def encode_cursor(row: dict[str, Any]) -> str:
@@ -141,8 +178,8 @@ def list_runs(
         status=status,
         limit=limit + 1,
         trigger=trigger,
-        since=since,
-        until=until,
+        since=utc_text(since, "since"),
+        until=utc_text(until, "until"),
         before=decode_cursor(cursor) if cursor else None,
         columns=LIST_COLUMNS,
     )
@@ -156,14 +193,50 @@ def list_runs(
 def show(ws: Workspace, caller: Caller, run_id: str) -> dict[str, Any]:
     """The run as ``engine show --json`` prints it, with its previews listed."""
     require(caller, "read")
-    result = get_run(ws.store, run_id).to_dict()
+    result = get_run(ws.store, run_row(ws, run_id)["id"]).to_dict()
     result["previews"] = [p.name for p in _preview_files(result.get("preview_dir"))]
+    result["artifacts"] = artifacts_of(ws, result["run_id"])
     return result
+
+
+def artifacts_of(ws: Workspace, run_id: str) -> list[dict[str, Any]]:
+    """The files the run's steps stored (PDF, HTML, charts): each with its step, name, media type,
+    size and the URL to download it (``/api/v1/artifacts/{sha256}``)."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(value: Any, step_id: str) -> None:
+        if isinstance(value, dict):
+            sha = value.get("sha256")
+            if isinstance(sha, str) and _SHA256.match(sha) and "media_type" in value:
+                found.setdefault(
+                    sha,
+                    {
+                        "step_id": step_id,
+                        "name": value.get("name"),
+                        "sha256": sha,
+                        "media_type": value.get("media_type"),
+                        "size": value.get("size"),
+                        "url": f"/api/v1/artifacts/{sha}",
+                    },
+                )
+            for item in value.values():
+                walk(item, step_id)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, step_id)
+
+    for step in ws.store.get_steps(run_id):
+        if step.get("output_json"):
+            try:
+                walk(json.loads(step["output_json"]), step["step_id"])
+            except ValueError:
+                continue
+    return list(found.values())
 
 
 def status_of(ws: Workspace, run_id: str) -> dict[str, Any]:
     """The run and step states (what the live events compare)."""
-    row = require_run(ws.store, run_id)
+    row = run_row(ws, run_id)
     steps = {
         s["step_id"]: {
             "status": s["status"],
@@ -188,7 +261,7 @@ def _preview_files(preview_dir: str | None) -> list[Path]:
 def preview(ws: Workspace, caller: Caller, run_id: str, name: str) -> Path:
     """A dry run's preview file by name (as listed in the run's ``previews``)."""
     require(caller, "read")
-    row = require_run(ws.store, run_id)
+    row = run_row(ws, run_id)
     for path in _preview_files(row["preview_dir"]):
         if path.name == name:
             return path
@@ -199,7 +272,7 @@ def preview(ws: Workspace, caller: Caller, run_id: str, name: str) -> Path:
 def logs(ws: Workspace, caller: Caller, run_id: str, log_file: Path | None) -> list[dict[str, Any]]:
     """The run's log events (JSON lines of ``logs/engine.log`` whose ``run_id`` is this run)."""
     require(caller, "read")
-    row = require_run(ws.store, run_id)
+    row = run_row(ws, run_id)
     if log_file is None or not log_file.exists():
         return []
     wanted = row["id"]

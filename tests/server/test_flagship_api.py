@@ -93,13 +93,12 @@ def test_the_flagship_through_the_api(start_server, smtp_server, tmp_path):  # n
     assert run["actor"] == "ann" and run["policy_version"] == 1 and run["approval"]["approved_by"] == "bob"
     assert {s["id"]: s["status"] for s in run["steps"]}["mail"] == "SUCCESS"
 
-    # the PDF, by its SHA-256, as the run's outputs recorded it
+    # the PDF, found among the run's artifacts, downloaded by its SHA-256
+    (listed,) = [a for a in run["artifacts"] if a["media_type"] == "application/pdf"]
+    assert listed["step_id"] == "pdf" and listed["url"] == f"/api/v1/artifacts/{listed['sha256']}"
+    pdf = author.get(f"/artifacts/{listed['sha256']}")
     archived = list((tmp_path / "archive").rglob("*.pdf"))
-    assert len(archived) == 1
-    import hashlib
-
-    digest = hashlib.sha256(archived[0].read_bytes()).hexdigest()
-    pdf = author.get(f"/artifacts/{digest}")
+    assert len(archived) == 1 and archived[0].read_bytes() == pdf.content
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
     assert "$1,110,626" in PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
 

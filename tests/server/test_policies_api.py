@@ -152,3 +152,22 @@ def test_the_openapi_document_and_docs_page(start_server):
         assert path in paths, path
     assert "ApprovalIn" in document["components"]["schemas"]
     assert httpx.get(f"{live.url}/api/docs").status_code == 200
+
+
+def test_a_version_made_current_again_is_what_the_next_version_follows(start_server):
+    live = start_server(scheduler=False)
+    admin = live.as_role("admin")
+    first = admin.post("/policies", content=json.dumps(hello(value=1))).json()
+    admin.post("/policies/hello/approvals", json={"hash": first["approval_hash"]})
+    admin.put("/policies/hello", content=json.dumps(hello(value=2, schedule={"cron": "0 9 * * *"})))
+    back = admin.put("/policies/hello", content=json.dumps(hello(value=1))).json()
+    assert back["version"] == 1 and back["approved"] is True
+    assert admin.get("/policies/hello").json()["version"] == 1  # the current version again
+    restored = [e for e in admin.get("/audit").json()["entries"] if e["action"] == "policy.version_restored"]
+    assert restored[-1]["details"]["from"] == 2 and restored[-1]["details"]["to"] == 1
+
+    scheduled = admin.post("/schedules", json={"policy_id": "hello", "cron": "0 7 * * *"})
+    assert scheduled.status_code == 201 and scheduled.json()["version"] == 3
+    change = [e for e in admin.get("/audit").json()["entries"] if e["action"] == "policy.schedule_changed"][-1]
+    assert change["details"]["from"] is None and change["details"]["needs_approval"] is False  # follows v1
+    assert admin.get("/policies/hello").json()["approved"] is True

@@ -60,6 +60,16 @@ def test_runs_are_listed_newest_first_a_page_at_a_time(start_server):
     assert {r["policy_id"] for r in only_one} == {"one"} and len(only_one) == 3
     assert len(admin.get("/runs", params={"status": "SUCCESS", "trigger": "api"}).json()["runs"]) == 7
     assert admin.get("/runs", params={"status": "FAILED"}).json()["runs"] == []
+    third = admin.get(f"/runs/{ids[2]}").json()["started_at"]  # since/until take any ISO 8601 offset
+    import datetime as dt
+
+    moment = dt.datetime.fromisoformat(third)
+    as_z = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    in_tokyo = moment.astimezone(dt.timezone(dt.timedelta(hours=9))).isoformat()
+    for since in (as_z, in_tokyo):
+        assert [r["run_id"] for r in admin.get("/runs", params={"since": since}).json()["runs"]] == ids[:1:-1]
+    assert len(admin.get("/runs", params={"until": as_z}).json()["runs"]) == 2
+    assert admin.get("/runs", params={"since": "yesterday"}).status_code == 400
     assert admin.get("/runs", params={"cursor": "garbage"}).status_code == 400
     assert admin.get("/runs", params={"status": "NOPE"}).status_code == 400
     first = admin.get("/runs", params={"limit": 1}).json()["runs"][0]
@@ -89,8 +99,9 @@ def test_cancel_then_resume_keeps_what_succeeded(start_server):
     assert run["status"] == "CANCELLED" and "cancelled by admin-default" in (run["error"] or "")
     assert admin.post(f"/runs/{run_id}/cancel").status_code == 409  # not running any more
 
-    resumed = admin.post(f"/runs/{run_id}/resume")
+    resumed = admin.post(f"/runs/{run_id[:12]}/resume")  # a unique prefix names the run
     assert resumed.status_code == 202 and resumed.json()["attempt"] == 2
+    assert resumed.json()["run_id"] == run_id and resumed.json()["policy_id"] == "slow"
     run = live.wait_run(admin, run_id)
     assert run["status"] == "SUCCESS" and run["attempt"] == 2
     steps = {s["id"]: s for s in run["steps"]}
@@ -137,6 +148,6 @@ def test_a_dry_runs_previews_logs_and_events(start_server):
     logs = admin.get(f"/runs/{run_id}/logs").json()["events"]
     assert {"run.finished"} <= {e["event"] for e in logs}
 
-    events = sse_events(admin, f"/runs/{run_id}/events")  # a finished run: its state, then the end
+    events = sse_events(admin, f"/runs/{run_id[:14]}/events")  # a finished run: its state, then the end
     assert [name for name, _ in events] == ["snapshot", "end"]
     assert events[0][1]["steps"]["mail"]["status"] == "SUCCESS" and events[1][1]["run_id"] == run_id

@@ -61,9 +61,9 @@ def cancel(run_id: str, s: Session = Depends(current)) -> dict[str, Any]:
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse)
 def events(run_id: str, s: Session = Depends(current)) -> StreamingResponse:
     """Server-sent events: ``snapshot``, then ``step``/``run`` per committed transition, then ``end``."""
-    runs.status_of(s.ws, run_id)  # 404 before the stream starts
+    full_id = runs.status_of(s.ws, run_id)["run_id"]  # 404 before the stream starts; a prefix resolved
     return StreamingResponse(
-        run_events(s.ws, s.caller, run_id),
+        run_events(s.ws, s.caller, full_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
