@@ -73,6 +73,7 @@ def start_run(
         "policy_id": policy_id,
         "version": version.version,
         "dry_run": dry_run,
+        "attempt": 1,
         "status": RunState.RUNNING.value,
     }
 
