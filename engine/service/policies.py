@@ -150,43 +150,45 @@ def schedule_summary(schedule: dict[str, Any] | None) -> str | None:
     return when if schedule.get("enabled", True) else f"{when}, disabled"
 
 
-def _last_runs(ws: Workspace) -> dict[str, dict[str, Any]]:
+def _last_runs(ws: Workspace, policy_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The newest run of each policy (one indexed lookup per policy, whatever the history's length)."""
     from ..store import runs
 
+    if policy_ids is None:
+        policy_ids = [v.policy_id for v in registry.latest_versions(ws.store.engine)]
+    out: dict[str, dict[str, Any]] = {}
     with ws.store.engine.connect() as conn:
-        newest = (
-            sa.select(runs.c.policy_id, sa.func.max(runs.c.started_at).label("at"))
-            .group_by(runs.c.policy_id)
-            .subquery()
-        )
-        rows = conn.execute(
-            sa.select(runs.c.id, runs.c.policy_id, runs.c.status, runs.c.started_at, runs.c.trigger).join(
-                newest, (runs.c.policy_id == newest.c.policy_id) & (runs.c.started_at == newest.c.at)
-            )
-        ).all()
-    return {
-        r.policy_id: {"run_id": r.id, "status": r.status, "started_at": r.started_at, "trigger": r.trigger}
-        for r in rows
-    }
+        for policy_id in policy_ids:
+            row = conn.execute(
+                sa.select(runs.c.id, runs.c.status, runs.c.started_at, runs.c.trigger)
+                .where(runs.c.policy_id == policy_id)
+                .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                out[policy_id] = {
+                    "run_id": row.id,
+                    "status": row.status,
+                    "started_at": row.started_at,
+                    "trigger": row.trigger,
+                }
+    return out
 
 
 def list_policies(ws: Workspace, caller: Caller) -> list[dict[str, Any]]:
     """Every policy of the workspace (not archived): its latest version, approval, schedule, last run."""
     require(caller, "read")
     hidden = archived_ids(ws)
-    last_runs = _last_runs(ws)
-    out = []
-    for version in registry.latest_versions(ws.store.engine):
-        if version.policy_id not in hidden:
-            out.append(_summary(ws, version, last_runs))
-    return out
+    shown = [v for v in registry.latest_versions(ws.store.engine) if v.policy_id not in hidden]
+    last_runs = _last_runs(ws, [v.policy_id for v in shown])
+    return [_summary(ws, version, last_runs) for version in shown]
 
 
 def get_policy(ws: Workspace, caller: Caller, policy_id: str, version: int | None = None) -> dict[str, Any]:
     require(caller, "read")
     newest = latest(ws, policy_id)
     chosen = registry.get_version(ws.store.engine, policy_id, version) if version is not None else newest
-    out = _summary(ws, newest, _last_runs(ws))
+    out = _summary(ws, newest, _last_runs(ws, [policy_id]))
     state = approval.approval_of(ws.store.engine, policy_id, chosen.approval_hash)
     out.update(
         {

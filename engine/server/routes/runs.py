@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from ...service import runs
 from ..auth import Session, current
@@ -16,19 +16,21 @@ from ..models import Accepted
 router = APIRouter(tags=["runs"])
 
 
-@router.get("/runs")
-def list_runs(
+@router.get("/runs", response_class=JSONResponse)
+async def list_runs(
     policy: str | None = None,
     status: str | None = None,
     trigger: str | None = None,
-    since: str | None = Query(None, description="ISO 8601 UTC: runs started at or after."),
-    until: str | None = Query(None, description="ISO 8601 UTC: runs started before."),
+    since: str | None = Query(None, description="ISO 8601 (any offset): runs started at or after."),
+    until: str | None = Query(None, description="ISO 8601 (any offset): runs started before."),
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = Query(None, description="next_cursor of the previous page."),
     s: Session = Depends(current),
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Runs newest first, a page at a time: follow ``next_cursor`` until it is null."""
-    return runs.list_runs(
+    # The most read page: answered on the event loop (an indexed SQLite read of ~0.5 ms) and encoded
+    # once; a worker thread and response validation would cost more than the read itself.
+    page = runs.list_runs(
         s.ws,
         s.caller,
         policy=policy,
@@ -39,6 +41,7 @@ def list_runs(
         limit=limit,
         cursor=cursor,
     )
+    return JSONResponse(page)
 
 
 @router.get("/runs/{run_id}")
