@@ -250,6 +250,13 @@ def _v7_policy_archive(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_runs_status_started ON runs (status, started_at, id)"))
 
 
+def _v8_approval_requests(conn: Connection) -> None:
+    """Requests for approval of a policy version (MCP's request_approval)."""
+    from .governance import tables
+
+    tables.approval_requests.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_create_tables),
     (2, _v2_pipeline_state),
@@ -258,6 +265,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (5, _v5_governance),
     (6, _v6_api_tokens),
     (7, _v7_policy_archive),
+    (8, _v8_approval_requests),
 ]
 
 

@@ -83,6 +83,7 @@ class _LazyGroup(click.Group):
         **dict.fromkeys(("serve", "due", "schedule", "export", "prune"), "scheduling"),
         **dict.fromkeys(("policy", "approve", "revoke", "audit", "token"), "governance"),
         "server": "server",
+        "mcp": "mcp",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

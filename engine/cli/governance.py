@@ -130,6 +130,11 @@ def policy_list(ctx: click.Context, as_json: bool, state_dir: Path | None) -> No
                 "approved": latest.approval_hash in approved,
                 "approved_version": approved_version,
                 "schedule": latest.document.get("schedule"),
+                "approval_requests": (
+                    []
+                    if latest.approval_hash in approved
+                    else approval.requests_for(store.engine, policy_id, latest.approval_hash)
+                ),
                 "last_run": (
                     {"run_id": last["id"], "status": last["status"], "started_at": last["started_at"]} if last else None
                 ),
@@ -147,9 +152,12 @@ def policy_list(ctx: click.Context, as_json: bool, state_dir: Path | None) -> No
         schedule = e["schedule"]["cron"] if isinstance(e["schedule"], dict) and "cron" in e["schedule"] else "-"
         approved = f"v{e['approved_version']}" if e["approved_version"] else "none"
         last = f"{e['last_run']['status']} {e['last_run']['started_at'][:19]}" if e["last_run"] else "never run"
+        asked = e["approval_requests"]
+        requested = f"  approval requested by {asked[-1]['requested_by']}" if asked else ""
         stdout.print(
             f"{e['policy_id']}  v{e['latest_version']}  {e['approval_hash'][:12]}  "
-            f"{'approved' if e['approved'] else 'NOT APPROVED'} (approved: {approved})  schedule: {schedule}  {last}",
+            f"{'approved' if e['approved'] else 'NOT APPROVED'} (approved: {approved})  schedule: {schedule}  {last}"
+            f"{requested}",
             markup=False,
             highlight=False,
             soft_wrap=True,

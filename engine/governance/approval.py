@@ -23,7 +23,7 @@ from ..config import EngineConfig
 from ..errors import ConfigError, Forbidden, NotApproved, NotFound, UsageError
 from . import audit
 from .registry import PolicyVersion, versions
-from .tables import approvals
+from .tables import approval_requests, approvals
 
 MIN_PREFIX = 12
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -219,3 +219,46 @@ def check_approved(
         policy_id=version.policy_id,
         approval_hash=version.approval_hash,
     )
+
+
+def request(engine: Engine, policy_id: str, hash_text: str, actor: str, note: str | None = None) -> dict[str, Any]:
+    """Ask a person to approve a version (audited ``approval.requested``). Approving stays a
+    person's act: this only records who asks, for which hash, and why."""
+    full, matching = resolve_hash(engine, policy_id, hash_text)
+    current = approval_of(engine, policy_id, full)
+    stamp = audit.utc_now()
+    with engine.begin() as conn:
+        conn.execute(
+            approval_requests.insert().values(
+                policy_id=policy_id, approval_hash=full, requested_by=actor, requested_at=stamp, note=note
+            )
+        )
+        audit.append(
+            conn,
+            actor,
+            "approval.requested",
+            policy_id,
+            {"approval_hash": full, "versions": [v.version for v in matching], "note": note},
+            stamp,
+        )
+    return {
+        "policy_id": policy_id,
+        "hash": full,
+        "versions": [v.version for v in matching],
+        "requested_by": actor,
+        "requested_at": stamp,
+        "note": note,
+        "approved": current.approved,
+        "approve_command": approve_command(policy_id, full),
+    }
+
+
+def requests_for(engine: Engine, policy_id: str, approval_hash: str) -> list[dict[str, Any]]:
+    """The approval requests of one version's hash, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(approval_requests)
+            .where(approval_requests.c.policy_id == policy_id, approval_requests.c.approval_hash == approval_hash)
+            .order_by(approval_requests.c.id)
+        ).mappings()
+        return [{"requested_by": r["requested_by"], "requested_at": r["requested_at"], "note": r["note"]} for r in rows]

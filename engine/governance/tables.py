@@ -97,6 +97,19 @@ policy_heads = sa.Table(
     sa.Column("set_by", sa.String(200), nullable=False),
 )
 
+# someone (an agent through MCP, an author) asks a person to approve a version: recorded, listed
+# with the versions awaiting approval, audited; approving it stays a person's act
+approval_requests = sa.Table(
+    "approval_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("policy_id", sa.String(200), nullable=False, index=True),
+    sa.Column("approval_hash", sa.String(64), nullable=False),
+    sa.Column("requested_by", sa.String(200), nullable=False),
+    sa.Column("requested_at", sa.String(40), nullable=False),
+    sa.Column("note", sa.Text),
+)
+
 APPEND_ONLY_TRIGGERS = ("audit_log_no_update", "audit_log_no_delete")
 
 _SQLITE_TRIGGERS = [

@@ -22,8 +22,20 @@ API = "/api/v1"
 
 
 def create_app(server: ServerContext, *, scheduler: bool = True, grace_s: float = 30.0) -> FastAPI:
+    from starlette.routing import Route
+
+    from .mcp import http_endpoint
+
+    mcp_endpoint, mcp_sessions = http_endpoint(server)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with mcp_sessions.run():
+            async with _engine_lifespan():
+                yield
+
+    @contextlib.asynccontextmanager
+    async def _engine_lifespan() -> AsyncIterator[None]:
         server.executor = RunExecutor(server.max_runs)
         supervisor = _Schedulers(server, run_slots=scheduler, grace_s=grace_s)
         task = asyncio.ensure_future(supervisor.run())
@@ -56,6 +68,8 @@ def create_app(server: ServerContext, *, scheduler: bool = True, grace_s: float 
 
     for module in (policies, approvals, runs, schedules, reports, audit):
         app.include_router(module.router, prefix=API)
+    # MCP over streamable HTTP, with the same bearer tokens, roles and workspaces (engine.server.mcp)
+    app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]))
     app.add_middleware(BodyLimit)
     _document_policy_schema(app)
 

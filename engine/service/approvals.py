@@ -27,6 +27,16 @@ def revoke(ws: Workspace, caller: Caller, policy_id: str, hash_text: str, note: 
     return {"policy_id": policy_id, **state.to_dict()}
 
 
+def request_approval(
+    ws: Workspace, caller: Caller, policy_id: str, hash_text: str, note: str | None = None
+) -> dict[str, Any]:
+    """Ask a person to approve a version: listed with the pending approvals and audited. There is
+    no way to approve through this: a person with the approver role does it."""
+    require(caller, "write")
+    policies.latest(ws, policy_id)
+    return approval.request(ws.store.engine, policy_id, hash_text, caller.actor, note)
+
+
 def list_approvals(ws: Workspace, caller: Caller, state: str = "pending") -> list[dict[str, Any]]:
     """``pending``: the latest version of each policy whose approval hash is not approved;
     ``approved``: each policy's approved hashes, with who and when."""
@@ -39,7 +49,8 @@ def list_approvals(ws: Workspace, caller: Caller, state: str = "pending") -> lis
         if state == "pending":
             current = approval.approval_of(ws.store.engine, version.policy_id, version.approval_hash)
             if not current.approved:
-                out.append({**version.to_dict(), "approved": False})
+                asked = approval.requests_for(ws.store.engine, version.policy_id, version.approval_hash)
+                out.append({**version.to_dict(), "approved": False, "requests": asked})
         else:
             for digest in sorted(approval.approved_hashes(ws.store.engine, version.policy_id)):
                 current = approval.approval_of(ws.store.engine, version.policy_id, digest)

@@ -340,6 +340,21 @@ def plan(
     return {**result.to_dict(), "version": version.version}
 
 
+def plan_document(
+    ws: Workspace, caller: Caller, body: str | bytes | dict[str, Any], params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The plan of a document that is not recorded (invalid: PolicyError), with its approval hash."""
+    from ..api import run_params
+    from ..plan import make_plan
+
+    require(caller, "read")
+    valid = parse(body, ws)
+    result = make_plan(valid, run_params(valid, params=params or {}))
+    digest = registry.approval_hash(valid.document)
+    result.approval = approval.approval_of(ws.store.engine, valid.id, digest).to_dict()
+    return result.to_dict()
+
+
 def valid_latest(ws: Workspace, policy_id: str) -> tuple[registry.PolicyVersion, ValidPolicy]:
     """The latest version of a policy and its validated form (with the file's path when file-backed)."""
     version = latest(ws, policy_id)

@@ -200,6 +200,18 @@ def show(ws: Workspace, caller: Caller, run_id: str) -> dict[str, Any]:
     return result
 
 
+def step_outputs(ws: Workspace, run_id: str) -> dict[str, Any]:
+    """Each step's recorded output (parsed), by step id: for faces that summarise a run."""
+    out: dict[str, Any] = {}
+    for step in ws.store.get_steps(run_row(ws, run_id)["id"]):
+        if step.get("output_json"):
+            try:
+                out[step["step_id"]] = json.loads(step["output_json"])
+            except ValueError:
+                continue
+    return out
+
+
 def artifacts_of(ws: Workspace, run_id: str) -> list[dict[str, Any]]:
     """The files the run's steps stored (PDF, HTML, charts): each with its step, name, media type,
     size and the URL to download it (``/api/v1/artifacts/{sha256}``)."""

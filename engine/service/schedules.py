@@ -102,7 +102,9 @@ def _block(current: dict[str, Any] | None, changes: dict[str, Any]) -> dict[str,
     return block
 
 
-def _save(ws: Workspace, caller: Caller, policy_id: str, schedule: dict[str, Any] | None) -> dict[str, Any]:
+def _save(
+    ws: Workspace, caller: Caller, policy_id: str, schedule: dict[str, Any] | None, source: str = "api"
+) -> dict[str, Any]:
     version = policies.latest(ws, policy_id)
     policies.refuse_file_backed(ws, policy_id, "its schedule")
     document = {k: v for k, v in version.document.items() if k != "schedule"}
@@ -114,7 +116,7 @@ def _save(ws: Workspace, caller: Caller, policy_id: str, schedule: dict[str, Any
         raise PolicyError(
             [p.__class__(p.pointer.removeprefix("/schedule"), p.message, p.hint) for p in exc.problems]
         ) from None
-    policies.record(ws, caller, valid, "api")
+    policies.record(ws, caller, valid, source)
     return get_schedule(ws, caller, policy_id) if schedule is not None else {"policy_id": policy_id, "schedule": None}
 
 
@@ -197,3 +199,26 @@ def schedule_runs(ws: Workspace, caller: Caller, policy_id: str, limit: int = 10
             }
         )
     return {"policy_id": policy_id, "runs": out}
+
+
+def set_schedule(
+    ws: Workspace, caller: Caller, policy_id: str, schedule: dict[str, Any] | None, source: str = "api"
+) -> dict[str, Any]:
+    """Replace a policy's whole ``schedule`` block (the policy document's own fields), or remove
+    it with None: a new version differing only in its schedule."""
+    require(caller, "write")
+    if schedule is not None and not isinstance(schedule, dict):
+        raise PolicyError([Problem("", 'a schedule is an object, e.g. {"cron": "0 7 * * 1-5"}, or null')])
+    try:
+        return _save(ws, caller, policy_id, schedule, source)
+    except PolicyError as exc:  # the pointers as the caller gave the block
+        raise PolicyError([p.__class__("/schedule" + p.pointer, p.message, p.hint) for p in exc.problems]) from None
+
+
+def status(ws: Workspace, caller: Caller, policy_id: str | None = None, recent: int = 10) -> list[dict[str, Any]]:
+    """Each scheduled policy (or one) as GET /schedules shows it, with its recent slots: the
+    scheduled runs and the skipped slots with their reasons."""
+    found = [get_schedule(ws, caller, policy_id)] if policy_id else list_schedules(ws, caller)
+    for entry in found:
+        entry["recent"] = schedule_runs(ws, caller, entry["policy_id"], recent)["runs"]
+    return found

@@ -17,7 +17,7 @@ def test_a_version_1_database_is_migrated_to_the_latest(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     new = Store(tmp_path)
-    assert new.schema_version() == len(store_module.MIGRATIONS) == 7
+    assert new.schema_version() == len(store_module.MIGRATIONS) == 8
     new.close()
     with sqlite3.connect(tmp_path / "engine.db") as con:
         columns = {row[1] for row in con.execute("pragma table_info(step_runs)")}
@@ -26,13 +26,13 @@ def test_a_version_1_database_is_migrated_to_the_latest(tmp_path, monkeypatch):
     assert "pending_state" in columns
     expected = {"runs", "step_runs", "step_attempts", "pipeline_state", "schedule_slots", "run_resumes"}
     assert expected | {"schema_migrations"} <= tables
-    assert versions == [1, 2, 3, 4, 5, 6, 7]
+    assert versions == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def test_migrating_twice_changes_nothing(tmp_path):
     Store(tmp_path).close()
     again = Store(tmp_path)
-    assert again.schema_version() == 7
+    assert again.schema_version() == 8
     again.close()
 
 
