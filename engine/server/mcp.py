@@ -150,6 +150,7 @@ class RunStarted(BaseModel):
     run_id: str
     policy_id: str
     version: int
+    scheduled_for: str | None = Field(None, description="The schedule slot the run is for (deliveries once per slot).")
     status: str = Field(description="RUNNING, or the end state when it finished within wait_s.")
     finished: bool
     run: dict[str, Any] | None = Field(None, description="The run (engine show --json) when it finished.")
@@ -391,7 +392,7 @@ def build(resolve: Resolver) -> MCPServer:
             await asyncio.sleep(0.1)
 
     async def _dry_run(s: McpSession, id: str, params: dict[str, Any] | None) -> dict[str, Any]:
-        started = await call(runs.start_run, s.ws, s.caller, id, s.launch, params=params, dry_run=True)
+        started = await call(runs.start_run, s.ws, s.caller, id, s.launch, params=params, dry_run=True, trigger="mcp")
         finished = await _finish(s, started["run_id"], MAX_WAIT_S)
         if finished is None:
             raise ToolError(f"dry run {started['run_id']} did not finish within {MAX_WAIT_S:g} s; see get_run")
@@ -435,20 +436,28 @@ def build(resolve: Resolver) -> MCPServer:
 
     @tool(_annotations(False, True, False, open_world=True), RunStarted)
     async def run_pipeline(
-        id: str, ctx: Context, params: dict[str, Any] | None = None, wait_s: float = 0
+        id: str, ctx: Context, params: dict[str, Any] | None = None, wait_s: float = 0, slot: str | None = None
     ) -> CallToolResult:
         """Start a real run of the policy's current version. Refused unless a person approved its
         approval hash, over quota, or with a step type outside the allow-list. Returns the run id,
-        and the final summary when the run ends within ``wait_s`` seconds (0 to 600)."""
+        and the final summary when the run ends within ``wait_s`` seconds (0 to 600).
+
+        The run is for a schedule slot: ``slot`` (ISO 8601), by default the policy's most recent
+        scheduled fire time when it has a schedule. Its emails and files go out once per slot:
+        running it again for the same slot sends nothing new (``duplicate``)."""
         s = resolve(ctx)
         if not 0 <= wait_s <= MAX_WAIT_S:
             raise ToolError(f"wait_s {wait_s}: between 0 and {MAX_WAIT_S:g} seconds")
-        started = await call(runs.start_run, s.ws, s.caller, id, s.launch, params=params)
+        when = slot or await call(runs.latest_slot, s.ws, id)
+        started = await call(
+            runs.start_run, s.ws, s.caller, id, s.launch, params=params, trigger="mcp", scheduled_for=when
+        )
         finished = await _finish(s, started["run_id"], wait_s) if wait_s else None
         model = RunStarted(
             run_id=started["run_id"],
             policy_id=id,
             version=started["version"],
+            scheduled_for=started["scheduled_for"],
             status=finished["status"] if finished else "RUNNING",
             finished=finished is not None,
             run=finished,

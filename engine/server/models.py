@@ -18,6 +18,9 @@ class ApprovalIn(_Body):
 
 class RunIn(_Body):
     params: dict[str, Any] = Field(default_factory=dict, description="Run parameters (the policy's params).")
+    scheduled_for: str | None = Field(
+        None, description="ISO 8601: the schedule slot this run is for; its deliveries go out once per slot."
+    )
 
 
 class ScheduleIn(_Body):
@@ -44,6 +47,7 @@ class Accepted(BaseModel):
     dry_run: bool = False
     status: str
     attempt: int | None = None
+    scheduled_for: str | None = None
     links: dict[str, str] = Field(default_factory=dict)
 
 

@@ -27,9 +27,13 @@ API_SOURCE = "api"
 
 def parse(body: str | bytes | dict[str, Any], ws: Workspace) -> ValidPolicy:
     """A policy document (JSON text, or already parsed) validated, or a PolicyError whose problems
-    carry the pointer, and the line and column in the text when text was given."""
+    carry the pointer, and the line and column: in the text given, or, for a parsed document, in
+    the document printed as JSON with 2-space indentation (as ``get_policy`` shows it)."""
     if isinstance(body, dict):
-        return validate_document(body, None, ws.config)
+        try:
+            return validate_document(body, None, ws.config)
+        except PolicyError as exc:
+            raise with_lines(exc, json.dumps(body, indent=2, ensure_ascii=False)) from None
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     doc = load_document(text, None)
     if not isinstance(doc, dict):

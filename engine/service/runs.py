@@ -47,13 +47,18 @@ def start_run(
     params: dict[str, Any] | None = None,
     dry_run: bool = False,
     trigger: str = "api",
+    scheduled_for: str | None = None,
 ) -> dict[str, Any]:
     """Start a run (or a dry run) of the policy's latest version; returns at once with its id.
 
     A real run of an unapproved version raises :class:`NotApproved`, one over ``runs_per_hour``
-    :class:`QuotaExceeded`; bad params a :class:`PolicyError`. Nothing is recorded then."""
+    :class:`QuotaExceeded`; bad params a :class:`PolicyError`. Nothing is recorded then.
+
+    ``scheduled_for`` makes it a run for that schedule slot (ISO 8601): its deliveries are then
+    idempotent with any other run for the slot (``docs/steps/send.md#idempotency``)."""
     require(caller, "run")
     version, valid = policies.valid_latest(ws, policy_id)
+    slot = utc_text(scheduled_for, "scheduled_for") if scheduled_for else None
     if valid.policy.schedule is not None and params is None and trigger == "schedule":
         params = dict(valid.policy.schedule.params)
     prepared = prepare_run(
@@ -64,6 +69,7 @@ def start_run(
         trigger=trigger,
         config=ws.config,
         actor=caller.actor,
+        scheduled_for=slot,
         version_source=version.source,
         approval_default=ws.approval_default,
     )
@@ -74,6 +80,7 @@ def start_run(
         "version": version.version,
         "dry_run": dry_run,
         "attempt": 1,
+        "scheduled_for": slot,
         "status": RunState.RUNNING.value,
     }
 
@@ -111,6 +118,20 @@ def cancel(ws: Workspace, caller: Caller, run_id: str, cancel_here: Callable[[st
 
 
 # -- reading --------------------------------------------------------------------------------------
+
+
+def latest_slot(ws: Workspace, policy_id: str) -> str | None:
+    """The policy's most recent schedule slot (its last fire time up to now), or None without a schedule."""
+    import datetime as dt
+
+    from ..schedule import previous_fire, slot_key
+
+    _, valid = policies.valid_latest(ws, policy_id)
+    schedule = valid.policy.schedule
+    if schedule is None:
+        return None
+    fire = previous_fire(schedule, dt.datetime.now(dt.UTC))
+    return slot_key(fire) if fire else None
 
 
 def run_row(ws: Workspace, run_id: str) -> dict[str, Any]:

@@ -92,5 +92,12 @@ def dry_run(policy_id: str, body: RunIn | None = None, s: Session = Depends(curr
 @router.post("/{policy_id}/runs", status_code=202, response_model=Accepted)
 def run(policy_id: str, body: RunIn | None = None, s: Session = Depends(current)) -> dict[str, Any]:
     """Start a run of the latest version: 409 when it is not approved, 429 over the run quota."""
-    out = runs.start_run(s.ws, s.caller, policy_id, launcher(s), params=body.params if body else None)
+    out = runs.start_run(
+        s.ws,
+        s.caller,
+        policy_id,
+        launcher(s),
+        params=body.params if body else None,
+        scheduled_for=body.scheduled_for if body else None,
+    )
     return {**out, "links": links(out["run_id"])}
