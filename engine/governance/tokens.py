@@ -170,3 +170,16 @@ def authenticate(engine: Engine, presented: str | None, now: str | None = None) 
     if state != "active":
         raise AuthError(f"token {info.name!r} is {state}")
     return info
+
+
+def authenticate_digest(engine: Engine, wanted: str, now: str | None = None) -> TokenInfo:
+    """As :func:`authenticate`, for a token known by its SHA-256 (a web session keeps only that)."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(api_tokens).where(api_tokens.c.token_sha256 == wanted)).first()
+    if row is None or not hmac.compare_digest(row.token_sha256, wanted):
+        raise AuthError("invalid token")
+    info = _info(row)
+    state = info.state(now or audit.utc_now())
+    if state != "active":
+        raise AuthError(f"token {info.name!r} is {state}")
+    return info

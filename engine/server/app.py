@@ -68,6 +68,7 @@ def create_app(server: ServerContext, *, scheduler: bool = True, grace_s: float 
 
     for module in (policies, approvals, runs, schedules, reports, audit):
         app.include_router(module.router, prefix=API)
+    _install_ui(app)
     # MCP over streamable HTTP, with the same bearer tokens, roles and workspaces (engine.server.mcp)
     app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]))
     app.add_middleware(BodyLimit)
@@ -79,6 +80,21 @@ def create_app(server: ServerContext, *, scheduler: bool = True, grace_s: float 
         return {"ok": True, "version": __version__}
 
     return app
+
+
+def _install_ui(app: FastAPI) -> None:
+    """The web UI at / (engine.server.ui): pages, static files, sessions, login redirects."""
+    from fastapi.staticfiles import StaticFiles
+
+    from .ui import pages
+    from .ui.render import HERE
+    from .ui.session import LoginRequired, Sessions
+
+    app.state.web_sessions = Sessions()
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    for module in pages.page_modules():
+        app.include_router(module.router)
+    app.add_exception_handler(LoginRequired, pages.login_redirect)  # type: ignore[arg-type]
 
 
 def _document_policy_schema(app: FastAPI) -> None:

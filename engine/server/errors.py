@@ -115,7 +115,9 @@ def _retry_after(next_allowed_at: str | None) -> int:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(EngineError)
-    async def _engine(request: Request, exc: EngineError) -> JSONResponse:
+    async def _engine(request: Request, exc: EngineError) -> Any:
+        if _is_page(request):
+            return _html(request, engine_error(request, exc))
         return engine_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
@@ -135,10 +137,11 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
         title = _HTTP_TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else title
-        return problem(exc.status_code, f"http-{exc.status_code}", title, detail, dict(exc.headers or {}) or None)
+        answer = problem(exc.status_code, f"http-{exc.status_code}", title, detail, dict(exc.headers or {}) or None)
+        return _html(request, answer) if _is_page(request) else answer
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -146,3 +149,22 @@ def install(app: FastAPI) -> None:
         return problem(
             500, "internal", "Internal error", "the server failed; the error is in its log (logs/engine.log)"
         )
+
+
+def _is_page(request: Request) -> bool:
+    """A request of the web UI (an HTML page), not of the API or MCP."""
+    path = request.url.path
+    return not (path.startswith("/api/") or path == "/mcp" or path.startswith("/static/"))
+
+
+def _html(request: Request, answer: JSONResponse) -> Any:
+    """The same error as an HTML page (the web UI), with its status."""
+    import json
+
+    from .ui.render import page
+
+    body = json.loads(answer.body)
+    who = getattr(request.state, "visitor", None)
+    return page(
+        request, "error.html", who=who, status_code=answer.status_code, title=body["title"], detail=body["detail"]
+    )

@@ -247,6 +247,11 @@ class _EngineMCP(MCPServer):
 
 def build(resolve: Resolver) -> MCPServer:
     """The MCP server; ``resolve`` tells each request's session (caller, workspace, run launcher)."""
+    import logging
+
+    root = logging.getLogger()
+    if not root.handlers:  # the SDK would install its rich console handler on the root logger
+        root.addHandler(logging.NullHandler())  # (the engine logs through structlog: engine.logs)
     mcp = _EngineMCP(resolve, name="policy-engine", version=__version__, instructions=INSTRUCTIONS)
 
     def tool(annotations: ToolAnnotations, output: type[BaseModel]) -> Callable[[Callable[..., Any]], Any]:
