@@ -140,7 +140,7 @@ def page_modules() -> list[Any]:
     import importlib
     import sys
 
-    names = ["policies", "runs", "misc"]
+    names = ["policies", "runs", "files", "misc"]
     found = [sys.modules[__name__]]
     for name in names:
         try:
