@@ -33,8 +33,9 @@ def graph_svg(steps: list[dict[str, Any]], states: dict[str, str] | None = None,
     layer, an arrow per dependency; with ``states`` (step id -> state) each box is coloured."""
     states = states or {}
     columns: dict[int, list[dict[str, Any]]] = {}
+    first = min((int(step.get("layer", 0)) for step in steps), default=0)  # plans number layers from 1
     for step in steps:
-        columns.setdefault(int(step.get("layer", 0)), []).append(step)
+        columns.setdefault(int(step.get("layer", 0)) - first, []).append(step)
     where: dict[str, tuple[int, int]] = {}
     for layer, members in sorted(columns.items()):
         for row, step in enumerate(members):
