@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any
 
 from ..errors import Conflict, NotFound, PolicyError, Problem
-from ..schedule import describe, fires_after, is_due, parse_slot, slot_key, zone
+from ..schedule import as_schedule, describe, fires_after, is_due, parse_slot, slot_key, zone
 from ..store import Store
 from ..validate import validate_document
 from . import policies
@@ -118,6 +118,37 @@ def _save(
         ) from None
     policies.record(ws, caller, valid, source)
     return get_schedule(ws, caller, policy_id) if schedule is not None else {"policy_id": policy_id, "schedule": None}
+
+
+def preview(
+    body: dict[str, Any], current: dict[str, Any] | None = None, count: int = 5, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """What a schedule would be, without saving anything: ``body`` (the fields of ``POST`` or
+    ``PUT /schedules``) laid over ``current`` (the block it would change, or None for a new one)
+    as create and update lay it, with its description and next ``count`` fires in UTC and in its
+    time zone. Problems (no cadence, a bad cron, an unknown time zone) raise PolicyError with
+    pointers inside the block (``/cron``, ``/timezone``), the parser's own words in the message."""
+    from .. import model_errors
+    from ..policy import Schedule
+
+    block = _block(current, {k: v for k, v in body.items() if k != "policy_id"})
+    schedule, errors = model_errors.validate_literal(block, Schedule.model_validate, Schedule.model_validate_json)
+    if errors:
+        raise PolicyError(model_errors.problems(errors, Schedule, "", block))
+    schedule = as_schedule(schedule)
+    tz = zone(schedule.timezone)
+    fires = []
+    for fire in fires_after(schedule, now or _now()):
+        if len(fires) == count:
+            break
+        fires.append({"utc": slot_key(fire), "local": fire.astimezone(tz).isoformat()})
+    return {
+        "schedule": block,
+        "description": describe(schedule),
+        "enabled": schedule.enabled,
+        "timezone": schedule.timezone,
+        "next_fires": fires,
+    }
 
 
 def create_schedule(ws: Workspace, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
