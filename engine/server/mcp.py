@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -29,7 +30,7 @@ from mcp_types import CallToolResult, ImageContent, ListToolsResult, TextContent
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..errors import EngineError, NotApproved, NotFound, PolicyError, QuotaExceeded
+from ..errors import Conflict, EngineError, NotApproved, NotFound, PolicyError, QuotaExceeded
 from ..service import Caller, Workspace, approvals, policies, previews, runs, schedules
 
 MAX_WAIT_S = 600.0
@@ -201,7 +202,23 @@ def _explain(exc: EngineError) -> str:
         return text
     if isinstance(exc, QuotaExceeded):
         return str(exc)
-    return str(exc)
+    text = str(exc)
+    if isinstance(exc, Conflict) and "PUT /api/v1/policies/" in text:
+        return text.split(":")[0] + ": record a new version of it with update_policy"
+    if isinstance(exc, NotFound) and "in the registry" in text:
+        return text.split(":")[0] + " in this workspace (list_policies shows them; create_policy records one)"
+    return text
+
+
+@contextlib.contextmanager
+def _resource_errors() -> Iterator[None]:
+    """An engine error while reading a resource, as the resource error the client sees (with why)."""
+    from mcp.server.mcpserver.exceptions import ResourceError
+
+    try:
+        yield
+    except EngineError as exc:
+        raise ResourceError(_explain(exc)) from None
 
 
 def _result(model: BaseModel, summary: str, *extra: Any) -> CallToolResult:
@@ -212,7 +229,9 @@ def _result(model: BaseModel, summary: str, *extra: Any) -> CallToolResult:
 
 
 def _document(value: dict[str, Any] | str) -> str | dict[str, Any]:
-    """A policy given as a JSON object, or as JSON text (validated from the text: problems get lines)."""
+    """A policy given as a JSON object (or JSON text, which the SDK parses into one). Problems get
+    the line and column in the document printed as JSON with 2-space indentation (as get_policy
+    shows it); only text that does not parse keeps its own lines (the syntax error's place)."""
     return value
 
 
@@ -343,7 +362,7 @@ def build(resolve: Resolver) -> MCPServer:
         out = await call(policies.get_policy, s.ws, s.caller, id, version)
         model = PolicyView(**{k: out.get(k) for k in PolicyView.model_fields})
         state = "approved" if model.approved else "not approved"
-        return _result(model, f"{id} version {model.version} of {model.latest_version} ({state})")
+        return _result(model, f"{id} version {model.version}, current {model.latest_version} ({state})")
 
     @tool(READ_ONLY, PolicyList)
     async def list_policies(ctx: Context) -> CallToolResult:
@@ -363,7 +382,7 @@ def build(resolve: Resolver) -> MCPServer:
             }
             for p in found
         ]
-        return _result(PolicyList(policies=listed), f"{len(listed)} policies")
+        return _result(PolicyList(policies=listed), f"{len(listed)} polic{'y' if len(listed) == 1 else 'ies'}")
 
     @tool(READ_ONLY, Plan)
     async def plan_policy(
@@ -423,8 +442,9 @@ def build(resolve: Resolver) -> MCPServer:
 
     @tool(_annotations(False, False, True), ReportPreview)
     async def preview_report(id: str, ctx: Context, params: dict[str, Any] | None = None) -> CallToolResult:
-        """A dry run up to the report: its headline values (metric cards; conditional sections shown
-        or hidden and why) as data, the PDF's first page as a PNG image, and the PDF's URI."""
+        """A dry run (no side effects: emails and files are only previewed) for the report: its
+        headline values (metric cards; conditional sections shown or hidden and why) as data, the
+        PDF's first page as a PNG image, and the PDF's URI."""
         s = resolve(ctx)
         run = await _dry_run(s, id, params)
         report, pdf, image = await call(_report_parts, s.ws, run)
@@ -533,7 +553,8 @@ def build(resolve: Resolver) -> MCPServer:
     @mcp.resource("pipeline://policies/{id}", mime_type="application/json", description="A policy's current document.")
     def policy_document(id: str, ctx: Context) -> str:
         s = resolve(ctx)
-        return json.dumps(policies.get_policy(s.ws, s.caller, id)["document"], indent=2, ensure_ascii=False)
+        with _resource_errors():
+            return json.dumps(policies.get_policy(s.ws, s.caller, id)["document"], indent=2, ensure_ascii=False)
 
     # a query variable makes it a template: the SDK gives Context (the caller) to templates only
     @mcp.resource(
@@ -541,16 +562,20 @@ def build(resolve: Resolver) -> MCPServer:
     )
     def history(ctx: Context, limit: int = 50) -> str:
         s = resolve(ctx)
-        return json.dumps(runs.list_runs(s.ws, s.caller, limit=limit)["runs"], indent=2)
+        with _resource_errors():
+            return json.dumps(runs.list_runs(s.ws, s.caller, limit=limit)["runs"], indent=2)
 
     @mcp.resource(
         "pipeline://artifacts/{sha256}",
-        description="A file a run stored (a PDF, an HTML page, a chart) by its SHA-256.",
+        mime_type="application/octet-stream",
+        description="A file a run stored (a PDF, an HTML page, a chart) by its SHA-256; get_run lists each "
+        "artifact's media type.",
     )
     def artifact(sha256: str, ctx: Context) -> bytes:
         s = resolve(ctx)
-        path, _media_type = runs.artifact(s.ws, s.caller, sha256)
-        return path.read_bytes()
+        with _resource_errors():
+            path, _media_type = runs.artifact(s.ws, s.caller, sha256)
+            return path.read_bytes()
 
     return mcp
 
@@ -667,4 +692,4 @@ async def serve_stdio(ws: Workspace, caller: Caller, max_runs: int = 4) -> None:
     try:
         await mcp.run_stdio_async()
     finally:
-        await executor.shutdown(30.0)
+        await executor.shutdown(30.0, "engine mcp")

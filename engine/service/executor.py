@@ -61,7 +61,7 @@ class RunExecutor:
             return True
         return False
 
-    async def shutdown(self, grace_s: float) -> None:
+    async def shutdown(self, grace_s: float, process: str = "engine server") -> None:
         self.stopping = True
         tasks = list(self.tasks.values())
         if not tasks:
@@ -69,5 +69,5 @@ class RunExecutor:
         _, pending = await asyncio.wait(tasks, timeout=grace_s)
         if pending:
             for run_id in list(self.tasks):
-                self.cancel(run_id, f"cancelled: engine server stopped, grace period of {grace_s:g} s over")
+                self.cancel(run_id, f"cancelled: {process} stopped, grace period of {grace_s:g} s over")
             await asyncio.gather(*pending, return_exceptions=True)

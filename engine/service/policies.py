@@ -124,7 +124,7 @@ def _summary(ws: Workspace, version: registry.PolicyVersion, last_runs: dict[str
         "approved_version": approved_version,
         "title": version.document.get("title") or version.document.get("description"),
         "schedule": schedule_summary(schedule),
-        "source": "file" if path else "api",
+        "source": "file" if path else ("mcp" if version.source == "mcp" else "api"),
         "path": str(path) if path else None,
         "created_at": version.created_at,
         "created_by": version.created_by,

@@ -186,7 +186,7 @@ def _entry(ws: Workspace, version: Any, now: dt.datetime, count: int) -> dict[st
     path = policies.file_of(version)
     entry = schedule_entry(ws.store, valid, str(path) if path else "api", now, count)
     entry["version"] = version.version
-    entry["source"] = "file" if path else "api"
+    entry["source"] = "file" if path else ("mcp" if version.source == "mcp" else "api")
     return entry
 
 
