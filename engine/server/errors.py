@@ -121,7 +121,7 @@ def install(app: FastAPI) -> None:
         return engine_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Any:
         errors = [
             {
                 "pointer": "/" + "/".join(str(p) for p in e.get("loc", ())[1:]),
@@ -132,6 +132,9 @@ def install(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
+        if _is_page(request):
+            where = "; ".join(f"{e['where']} {e['pointer'].lstrip('/')}: {e['message']}" for e in errors)
+            return _html(request, problem(422, "invalid-request", "Invalid request", where))
         return problem(
             422, "invalid-request", "Invalid request", f"{len(errors)} problem(s) in the request", errors=errors
         )

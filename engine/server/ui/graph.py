@@ -68,11 +68,19 @@ def graph_svg(steps: list[dict[str, Any]], states: dict[str, str] | None = None,
             f"<title>{escape(tip)}</title>"
             f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="{fill}" stroke="{stroke}"/>'
             f'<text x="{x + 8}" y="{y + 17}" font-weight="600">{escape(label)}</text>'
-            f'<text x="{x + 8}" y="{y + 32}" fill="#5b6575">{escape(str(step.get("type", "")))}'
-            f"{escape(' · ' + state) if state else ''}</text></g>"
+            f'<text x="{x + 8}" y="{y + 32}" fill="#5b6575">{escape(_fit(str(step.get("type", "")), state))}'
+            "</text></g>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _fit(kind: str, state: str | None, width: int = 24) -> str:
+    """The box's second line: the step type, and its state when both fit in the box."""
+    both = f"{kind} · {state}" if state else kind
+    if len(both) <= width:
+        return both
+    return state if state else kind[: width - 1] + "…"
 
 
 def _time(text: str | None) -> dt.datetime | None:

@@ -56,6 +56,6 @@ def environment() -> Any:
 
 
 def page(request: Request, template: str, who: Any = None, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """A whole page (or, for an htmx request of a fragment template, that fragment)."""
+    """A page (or a fragment: the template decides) rendered with the visitor and the path."""
     html = environment().get_template(template).render(request=request, who=who, path=request.url.path, **context)
     return HTMLResponse(html, status_code=status_code)

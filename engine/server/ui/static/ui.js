@@ -21,3 +21,18 @@
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();
+
+// htmx does not swap error answers: show the error page's message at the top instead (an
+// expired session, a refused action), so a partial update never fails silently.
+document.addEventListener("htmx:responseError", function (event) {
+  var flash = document.getElementById("flash");
+  if (!flash) return;
+  var text = "The server answered " + event.detail.xhr.status;
+  try {
+    var doc = new DOMParser().parseFromString(event.detail.xhr.responseText, "text/html");
+    var alert = doc.querySelector("main [role=alert]:not(#flash)") || doc.querySelector(".error");
+    if (alert && alert.textContent.trim()) text = alert.textContent.trim();
+  } catch (e) { /* keep the status */ }
+  flash.textContent = text;
+  flash.hidden = false;
+});
