@@ -160,16 +160,7 @@ def authenticate(engine: Engine, presented: str | None, now: str | None = None) 
     """The token's owner, or :class:`AuthError` saying why not (never echoing the token)."""
     if not presented:
         raise AuthError("no token: send 'Authorization: Bearer <token>' ('engine token create' makes one)")
-    wanted = digest(presented)
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(api_tokens).where(api_tokens.c.token_sha256 == wanted)).first()
-    if row is None or not hmac.compare_digest(row.token_sha256, wanted):
-        raise AuthError("invalid token")
-    info = _info(row)
-    state = info.state(now or audit.utc_now())
-    if state != "active":
-        raise AuthError(f"token {info.name!r} is {state}")
-    return info
+    return authenticate_digest(engine, digest(presented), now)
 
 
 def authenticate_digest(engine: Engine, wanted: str, now: str | None = None) -> TokenInfo:

@@ -23,6 +23,8 @@ from ...service.runs import artifacts_of
 from ...store import runs as runs_table
 from .render import page
 from .session import Visitor, check_csrf, visitor
+from .session import bad_csrf as _forbidden
+from .session import is_htmx as _htmx
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,21 +36,6 @@ FIELD_LABELS = {
     "/window_time": "Window time (UTC)",
     "/timezone": "Time zone",
 }
-
-
-def _htmx(request: Request) -> bool:
-    return bool(request.headers.get("hx-request")) and not request.headers.get("hx-boosted")
-
-
-def _forbidden(request: Request, who: Visitor) -> Response:
-    return page(
-        request,
-        "error.html",
-        who=who,
-        status_code=403,
-        title="Forbidden",
-        detail="bad CSRF token: reload the page and try again",
-    )
 
 
 async def _form(request: Request) -> dict[str, str]:

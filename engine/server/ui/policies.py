@@ -23,6 +23,8 @@ from ...service import approvals, policies, previews, runs
 from .graph import graph_svg
 from .render import page
 from .session import Visitor, check_csrf, visitor
+from .session import bad_csrf as _forbidden
+from .session import is_htmx as _htmx
 
 router = APIRouter(include_in_schema=False)
 
@@ -32,21 +34,6 @@ STARTER = {
     "title": "",
     "steps": [{"id": "hello", "type": "core.value", "params": {"value": "hello"}}],
 }
-
-
-def _forbidden(request: Request, who: Visitor) -> Response:
-    return page(
-        request,
-        "error.html",
-        who=who,
-        status_code=403,
-        title="Forbidden",
-        detail="bad CSRF token: reload the page and try again",
-    )
-
-
-def _htmx(request: Request) -> bool:
-    return bool(request.headers.get("hx-request"))
 
 
 def _see_other(url: str) -> Response:

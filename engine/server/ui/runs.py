@@ -29,6 +29,7 @@ from ..events import run_events
 from .graph import gantt_svg, graph_svg
 from .render import page
 from .session import Visitor, check_csrf, visitor
+from .session import bad_csrf as _bad_csrf
 
 router = APIRouter(include_in_schema=False)
 
@@ -195,17 +196,6 @@ def cancel(request: Request, run_id: str, csrf_token: str = Form(""), who: Visit
         return _bad_csrf(request, who)
     out = runs.cancel(who.ws, who.caller, run_id, lambda rid, reason: bool(on_loop(who.server.cancel, rid, reason)))
     return RedirectResponse(f"/runs/{out['run_id']}", status_code=303)
-
-
-def _bad_csrf(request: Request, who: Visitor) -> Response:
-    return page(
-        request,
-        "error.html",
-        who=who,
-        status_code=403,
-        title="Forbidden",
-        detail="the form expired (bad CSRF token): reload the page and try again",
-    )
 
 
 # -- what the fragments show -------------------------------------------------------------------

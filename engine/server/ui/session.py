@@ -109,3 +109,16 @@ def check_csrf(request: Request, who: Visitor, form: dict[str, Any] | None) -> b
     """The form's ``csrf_token`` (or the ``X-CSRF-Token`` header htmx sends) is the session's."""
     given = (form or {}).get("csrf_token") or request.headers.get("x-csrf-token") or ""
     return hmac.compare_digest(str(given), who.csrf)
+
+
+def bad_csrf(request: Request, who: Visitor) -> Any:
+    """The answer to a form whose CSRF token is not the session's: a 403 page."""
+    from .render import page
+
+    detail = "the form expired (bad CSRF token): reload the page and try again"
+    return page(request, "error.html", who=who, status_code=403, title="Forbidden", detail=detail)
+
+
+def is_htmx(request: Request) -> bool:
+    """An htmx request for a fragment (not a boosted whole page)."""
+    return bool(request.headers.get("hx-request")) and not request.headers.get("hx-boosted")
