@@ -333,15 +333,29 @@ def plan(
     ws: Workspace, caller: Caller, policy_id: str, params: dict[str, Any] | None = None, dry_run: bool = False
 ) -> dict[str, Any]:
     """What a run of the latest version would do, layer by layer, and its approval hash and state."""
-    from ..api import run_params
     from ..plan import make_plan
 
     require(caller, "read")
     version = latest(ws, policy_id)
     valid = validate_document(version.document, None, ws.config)
-    result = make_plan(valid, run_params(valid, params=params or {}), dry_run)
+    values, missing = _plan_params(valid, params or {})
+    result = make_plan(valid, values, dry_run)
     result.approval = approval.approval_of(ws.store.engine, policy_id, version.approval_hash).to_dict()
-    return {**result.to_dict(), "version": version.version}
+    return {**result.to_dict(), "version": version.version, "params_missing": missing}
+
+
+def _plan_params(valid: ValidPolicy, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The params to plan with: as a run would take them, or, when a required one is not given,
+    the defaults (a ``skip_if`` reading a missing one is shown as not known to skip)."""
+    from ..api import run_params
+
+    try:
+        return run_params(valid, params=params), []
+    except PolicyError:
+        declared = valid.policy.params
+        values = {name: spec.default for name, spec in declared.items() if spec.default is not None}
+        values.update({k: v for k, v in params.items() if k in declared})
+        return values, sorted(name for name in declared if name not in values)
 
 
 def plan_document(

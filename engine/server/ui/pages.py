@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from collections import Counter
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -18,6 +19,8 @@ from .render import page
 from .session import COOKIE, LIFETIME_S, LOGIN_COOKIE, LoginRequired, Visitor, check_csrf, sessions_of, visitor
 
 router = APIRouter(include_in_schema=False)
+# the reasons a session ends that the login page repeats (LoginRequired); nothing else is shown
+_KNOWN_ERROR = re.compile(r"^(invalid token|token '[A-Za-z0-9._@:-]{1,200}' is (revoked|expired))$")
 
 
 def _safe_next(value: str | None) -> str:
@@ -41,6 +44,8 @@ def _cookie(response: Response, request: Request, name: str, value: str, max_age
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "/", error: str | None = None) -> Response:
+    if error is not None and not _KNOWN_ERROR.match(error):  # a link cannot put its own words here
+        error = None
     login_csrf = secrets.token_urlsafe(24)
     response = page(request, "login.html", next=_safe_next(next), error=error, login_csrf=login_csrf)
     _cookie(response, request, LOGIN_COOKIE, login_csrf, 3600)
@@ -127,6 +132,10 @@ def _failed_deliveries(who: Visitor) -> list[dict[str, Any]]:
 
 def login_redirect(request: Request, exc: LoginRequired) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    current = request.headers.get("hx-current-url")
+    if request.headers.get("hx-request") and current:  # a fragment: back to the page it was on
+        parsed = urlsplit(current)
+        target = parsed.path + (f"?{parsed.query}" if parsed.query else "")
     location = f"/login?next={quote(target)}"
     if exc.reason:
         location += f"&error={quote(exc.reason)}"

@@ -34,7 +34,7 @@ from .session import bad_csrf as _bad_csrf
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
-TRIGGERS = ("manual", "schedule", "api", "mcp", "resume")
+TRIGGERS = ("manual", "schedule", "api", "mcp", "ui", "resume")
 RESUMABLE = frozenset(s.value for s in RunState if s.is_resumable)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_PDF_FRAMES = 3
