@@ -211,3 +211,28 @@ def test_a_file_backed_policy_is_changed_in_its_file(start_server, page_of, tmp_
         "/policies/daily", form={"csrf_token": csrf_of(page), "document": json.dumps(hello("daily", value=2))}
     )
     assert refused.status == 409 and "edit that file" in refused.text()
+
+
+def test_creating_an_existing_id_keeps_the_typed_document(start_server, page_of):
+    import json as _json
+
+    live = start_server(scheduler=False)
+    author = live.token("ann", "author")
+    live.client(author).post(
+        "/policies",
+        content=_json.dumps(
+            {"schema_version": 1, "id": "taken", "steps": [{"id": "a", "type": "core.value", "params": {"value": 1}}]}
+        ),
+    )
+    page = page_of(live, author)
+    page.goto("/policies/new")
+    typed = _json.dumps(
+        {"schema_version": 1, "id": "taken", "steps": [{"id": "b", "type": "core.value", "params": {"value": 2}}]},
+        indent=2,
+    )
+    page.get_by_label("Policy document (JSON)").fill(typed)
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/policies")) as answer:
+        page.get_by_role("button", name="Create policy").click()
+    assert answer.value.status == 409
+    assert "policy 'taken' exists" in page.content() and "/policies/taken/edit" in page.content()
+    assert '"value": 2' in page.get_by_label("Policy document (JSON)").input_value()

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ...errors import EngineError, PolicyError
+from ...errors import Conflict, EngineError, PolicyError, Problem
 from ...governance.approval import separate_approver
 from ...service import approvals, policies, previews, runs
 from .graph import graph_svg
@@ -114,6 +114,14 @@ def create(
             text=document,
             problems=policies.problem_dicts(exc.problems),
             status_code=422,
+        )
+    except Conflict as exc:  # the id exists (or is file-backed): keep what was typed, say where to go
+        taken = policies.parse(document, who.ws).id
+        problem = Problem(
+            "/id", str(exc).split(":")[0], hint=f"edit it at /policies/{taken}/edit, or choose another id"
+        )
+        return _editor(
+            request, who, policy_id=None, text=document, problems=policies.problem_dicts([problem]), status_code=409
         )
     return _see_other(f"/policies/{out['id']}?saved={out['version']}")
 
