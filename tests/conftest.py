@@ -18,6 +18,7 @@ from engine import redact
 from engine.api import RunResult, resume_run, run_policy
 from engine.plugins import load_plugins
 from engine.store import Store
+from tests import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 load_plugins()  # the built-in stages, through their entry points, as the CLI does
@@ -39,9 +40,80 @@ def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
+# -- SQLite and PostgreSQL --------------------------------------------------------------------
+# The suites below run each test that asks for `db_url` (directly or through `store`, `gov_store`,
+# `start_server`...) twice: on SQLite ("sqlite") and on a database of a throwaway PostgreSQL server
+# ("postgresql", tests/pg.py). A test marked `sqlite_only("why")` runs on SQLite alone.
+# TEST_POSTGRES=require fails (instead of skipping) when no PostgreSQL server can be started;
+# TEST_POSTGRES=off runs SQLite alone.
+BOTH_DATABASES = (
+    "tests/engine/test_store.py",
+    "tests/engine/test_runner.py",
+    "tests/engine/test_resume.py",
+    "tests/engine/test_scheduler.py",
+    "tests/governance/",
+    "tests/server/",
+)
+POSTGRES_MODE = os.environ.get("TEST_POSTGRES", "")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only(reason): run on SQLite only, not on both databases")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("sqlite_only"):
+        return
+    path = Path(metafunc.definition.path).relative_to(ROOT).as_posix()
+    if path.startswith(BOTH_DATABASES):
+        metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[pg.PostgresServer | str]:
+    """The session's PostgreSQL server (one per xdist worker), or why there is none."""
+    if POSTGRES_MODE == "off":
+        yield "TEST_POSTGRES=off"
+        return
+    try:
+        server = pg.start()
+    except pg.Unavailable as exc:
+        if POSTGRES_MODE == "require":
+            raise
+        yield str(exc)
+        return
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def store(state_dir: Path) -> Iterator[Store]:
-    s = Store(state_dir)
+def database(request: pytest.FixtureRequest) -> str:
+    """The state database of the test: "sqlite" (the default) or "postgresql"."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def db_url(database: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
+    """None for SQLite (the state directory's engine.db); on PostgreSQL a new database of the test's
+    own (with the engine's tables), also set as ENGINE_DB_URL for what opens stores from the
+    environment (the CLI, the server)."""
+    if database == "sqlite":
+        yield None
+        return
+    server = request.getfixturevalue("postgres_server")
+    if isinstance(server, str):
+        pytest.skip(f"PostgreSQL is not available: {server}")
+    url = server.create_database()
+    monkeypatch.setenv("ENGINE_DB_URL", url)
+    yield url
+    server.drop_database(url)
+
+
+@pytest.fixture
+def store(state_dir: Path, db_url: str | None) -> Iterator[Store]:
+    s = Store(state_dir, db_url)
     yield s
     s.close()
 
@@ -90,6 +162,8 @@ def cli(state_dir: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedPr
         *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
+        if os.environ.get("ENGINE_DB_URL"):  # set by db_url for a test on PostgreSQL
+            full_env["ENGINE_DB_URL"] = os.environ["ENGINE_DB_URL"]
         full_env.update(
             {
                 "ENGINE_STATE_DIR": str(state_dir),

@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,15 @@ from engine.api import run_policy
 from engine.policy import Retry
 from engine.runner import StepEvent, backoff_delay
 from engine.states import StepState
+from tests import pg
 from tests.conftest import ROOT, policy
 from tests.stepkit import Concurrency
 
 
 def sql(state_dir: Path, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Read the run state with plain sqlite3, as any other process would."""
-    with closing(sqlite3.connect(state_dir / "engine.db")) as conn:
-        return conn.execute(query, args).fetchall()
+    """Read the run state with a plain DBAPI connection, as any other process would (sqlite3 on
+    engine.db, or psycopg on the test's PostgreSQL database)."""
+    return pg.sql(state_dir, query, *args)
 
 
 def times(state_dir: Path, run_id: str) -> dict[str, tuple[str, str]]:
@@ -568,6 +568,8 @@ def test_cancel_stops_running_steps_and_marks_the_run_cancelled(store, write_pol
 def _engine_env(state_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
     env.update({"ENGINE_STATE_DIR": str(state_dir), "ENGINE_PLUGINS": "tests.stepkit", "PYTHONPATH": str(ROOT)})
+    if os.environ.get("ENGINE_DB_URL"):  # the test runs on PostgreSQL
+        env["ENGINE_DB_URL"] = os.environ["ENGINE_DB_URL"]
     return env
 
 
@@ -575,7 +577,7 @@ def _wait_for(state_dir: Path, query: str, expected: Any, timeout: float = 20) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if (state_dir / "engine.db").exists() and sql(state_dir, query) == expected:
+            if (pg.postgres_url() or (state_dir / "engine.db").exists()) and sql(state_dir, query) == expected:
                 return
         except sqlite3.OperationalError:
             pass

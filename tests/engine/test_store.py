@@ -1,4 +1,5 @@
-"""engine.store: run state in SQLite through SQLAlchemy Core (issue #3 §7)."""
+"""engine.store: run state in SQLite through SQLAlchemy Core (issue #3 §7), and the same on
+PostgreSQL (issue #18): the tests that take ``store`` run on both (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,23 +16,33 @@ from engine.store import Store
 from tests.conftest import policy
 
 
-def sql(db: Path, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(db)) as conn:
-        return conn.execute(query, args).fetchall()
+def sql(db: Path | Store, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of ``query`` read through a connection of its own: sqlite3 on a database file, or a
+    new SQLAlchemy engine on a store's database (whichever it is)."""
+    if isinstance(db, Path):
+        with closing(sqlite3.connect(db)) as conn:
+            return conn.execute(query, args).fetchall()
+    other = sa.create_engine(db.engine.url)
+    try:
+        with other.connect() as conn:
+            return [tuple(row) for row in conn.exec_driver_sql(query, args)]
+    finally:
+        other.dispose()
 
 
-def columns(db: Path, table: str) -> set[str]:
-    return {row[1] for row in sql(db, f"PRAGMA table_info({table})")}
+def columns(store: Store, table: str) -> set[str]:
+    return {c["name"] for c in sa.inspect(store.engine).get_columns(table)}
 
 
-def test_state_dir_holds_the_database(store, state_dir):
-    assert (state_dir / "engine.db").is_file()
+def test_state_dir_holds_the_database(store, state_dir, database):
+    # on PostgreSQL the state directory holds the artifacts, previews and logs alone
+    assert (state_dir / "engine.db").is_file() == (database == "sqlite")
     assert store.state_dir == state_dir
 
 
-def test_tables_have_the_columns_the_issue_lists(store, state_dir):
-    db = state_dir / "engine.db"
-    assert {r[0] for r in sql(db, "SELECT name FROM sqlite_master WHERE type = 'table'")} >= {
+def test_tables_have_the_columns_the_issue_lists(store):
+    db = store
+    assert set(sa.inspect(store.engine).get_table_names()) >= {
         "runs",
         "step_runs",
         "step_attempts",
@@ -77,6 +88,7 @@ def test_tables_have_the_columns_the_issue_lists(store, state_dir):
     }
 
 
+@pytest.mark.sqlite_only("SQLite's pragmas")
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(store, state_dir):
     assert sql(state_dir / "engine.db", "PRAGMA journal_mode") == [("wal",)]
     with store.engine.connect() as conn:
@@ -84,22 +96,73 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(store, state_dir):
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_migrations_are_versioned_and_idempotent(state_dir):
-    first = Store(state_dir)
+def test_migrations_are_versioned_and_idempotent(state_dir, db_url):
+    first = Store(state_dir, db_url)
     first.migrate()
     first.close()
-    second = Store(state_dir)
+    second = Store(state_dir, db_url)
     try:
         assert second.schema_version() == max(v for v, _ in store_module.MIGRATIONS)
+        rows = sql(second, "SELECT version FROM schema_migrations ORDER BY version")
     finally:
         second.close()
-    rows = sql(state_dir / "engine.db", "SELECT version FROM schema_migrations ORDER BY version")
     assert rows == [(v,) for v, _ in store_module.MIGRATIONS]
 
 
-def test_reopening_keeps_recorded_runs(run, state_dir):
+_MIGRATE = """
+import sys, time
+from pathlib import Path
+from engine.store import Store
+start = float(sys.argv[3])
+time.sleep(max(0.0, start - time.time()))  # both processes open the store at the same moment
+store = Store(Path(sys.argv[1]), sys.argv[2] or None)
+print(store.schema_version())
+store.close()
+"""
+
+
+def test_two_processes_starting_at_once_on_an_empty_database_both_succeed(tmp_path, database, request):
+    """A first start creates every table; two at once on the same empty database both succeed."""
+    import subprocess
+    import sys
+    import time
+
+    url = ""
+    if database == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        if isinstance(server, str):
+            pytest.skip(f"PostgreSQL is not available: {server}")
+        url = server.create_database(migrated=False)
+    root = Path(__file__).resolve().parents[2]
+    start = str(time.time() + 1.5)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MIGRATE, str(tmp_path / "state"), url, start],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    latest = max(v for v, _ in store_module.MIGRATIONS)
+    assert [out.strip() for out, _ in outs] == [str(latest)] * 2
+    opened = Store(tmp_path / "state", url or None)
+    try:
+        rows = sql(opened, "SELECT version FROM schema_migrations ORDER BY version")
+        assert rows == [(v,) for v, _ in store_module.MIGRATIONS]  # each applied once
+        assert set(sa.inspect(opened.engine).get_table_names()) >= {"runs", "audit_log", "approval_requests"}
+    finally:
+        opened.close()
+        if url:
+            server.drop_database(url)
+
+
+def test_reopening_keeps_recorded_runs(run, state_dir, db_url):
     result = run(policy({"id": "a", "type": "core.value", "params": {"value": 1}}))
-    again = Store(state_dir)
+    again = Store(state_dir, db_url)
     try:
         assert again.get_run(result.run_id)["status"] == "SUCCESS"
         assert [s["status"] for s in again.get_steps(result.run_id)] == ["SUCCESS"]
@@ -206,7 +269,7 @@ def test_deleting_a_run_deletes_its_steps(store, state_dir):
 
 
 def test_another_connection_sees_the_running_state(store, state_dir, tmp_path):
-    """The WAL database can be read by another connection while the engine writes it."""
+    """The database can be read by another connection while the engine writes it (SQLite: WAL)."""
     import asyncio
     import json
 
@@ -219,14 +282,12 @@ def test_another_connection_sees_the_running_state(store, state_dir, tmp_path):
     async def watch_while_running() -> None:
         task = asyncio.create_task(run_policy(path, store=store))
         await asyncio.sleep(0.15)
-        seen.extend(
-            sql(state_dir / "engine.db", "SELECT r.status, s.status FROM runs r JOIN step_runs s ON s.run_id = r.id")
-        )
+        seen.extend(sql(store, "SELECT r.status, s.status FROM runs r JOIN step_runs s ON s.run_id = r.id"))
         await task
 
     asyncio.run(watch_while_running())
     assert seen == [("RUNNING", "RUNNING")]
-    assert sql(state_dir / "engine.db", "SELECT status FROM step_runs") == [("SUCCESS",)]
+    assert sql(store, "SELECT status FROM step_runs") == [("SUCCESS",)]
 
 
 # -- the runner's hot path: prepared statements on the DBAPI connection ------------------------
@@ -253,11 +314,11 @@ def _minimal_run(store: Store, run_id: str = "r1") -> None:
 def test_create_run_fills_the_column_defaults_in_the_step_rows(store, state_dir):
     _minimal_run(store)
     rows = sql(
-        state_dir / "engine.db",
-        "SELECT step_id, phase, side_effects, attempts, run_attempt, started_at FROM step_runs ORDER BY position",
+        store, "SELECT step_id, phase, side_effects, attempts, run_attempt, started_at FROM step_runs ORDER BY position"
     )
+    # booleans: 0/1 on SQLite, false/true on PostgreSQL (equal in Python)
     assert rows == [("a", "main", 0, 0, 1, None), ("b", "main", 0, 0, 1, None)]
-    assert sql(state_dir / "engine.db", "SELECT dry_run, trigger, attempt FROM runs") == [(0, "manual", 1)]
+    assert sql(store, "SELECT dry_run, trigger, attempt FROM runs") == [(0, "manual", 1)]
 
 
 def test_step_states_are_the_state_columns_in_order(store):
@@ -286,7 +347,7 @@ def test_set_step_state_writes_only_the_given_columns_and_the_attempt_in_one_com
     store.set_step_state("r1", "a", {"status": "RUNNING", "started_at": "t0", "error": "old"})
     attempt = {"run_attempt": 1, "attempt": 1, "status": "SUCCESS", "started_at": "t0", "finished_at": "t1"}
     store.set_step_state("r1", "a", {"status": "SUCCESS", "finished_at": "t1"}, {**attempt, "error": None})
-    db = state_dir / "engine.db"
+    db = store
     assert sql(db, "SELECT status, started_at, finished_at, error FROM step_runs WHERE step_id = 'a'") == [
         ("SUCCESS", "t0", "t1", "old")
     ]
@@ -300,17 +361,17 @@ def test_set_step_state_refuses_a_column_that_is_not_step_state(store, state_dir
     _minimal_run(store)
     with pytest.raises(ValueError, match=r"not step state columns: \['definition_hash'\]"):
         store.set_step_state("r1", "a", {"status": "RUNNING", "definition_hash": "x"})
-    assert sql(state_dir / "engine.db", "SELECT status, definition_hash FROM step_runs WHERE step_id = 'a'") == [
-        ("PENDING", "d")
-    ]
+    assert sql(store, "SELECT status, definition_hash FROM step_runs WHERE step_id = 'a'") == [("PENDING", "d")]
 
 
 def test_a_failed_write_is_rolled_back_whole(store, state_dir):
     _minimal_run(store)
     attempt = {"run_attempt": 1, "attempt": 1, "status": "SUCCESS", "started_at": "t0", "finished_at": "t1"}
-    with pytest.raises(sqlite3.IntegrityError):  # status is NOT NULL: the update fails after the insert
-        store.set_step_state("r1", "a", {"status": None}, {**attempt, "error": None})
+    import psycopg
+
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):  # status is NOT NULL: the
+        store.set_step_state("r1", "a", {"status": None}, {**attempt, "error": None})  # update fails after the insert
     store.set_step_state("r1", "b", {"status": "RUNNING"})  # the connection is usable again
-    db = state_dir / "engine.db"
+    db = store
     assert sql(db, "SELECT step_id, status FROM step_runs ORDER BY position") == [("a", "PENDING"), ("b", "RUNNING")]
     assert sql(db, "SELECT count(*) FROM step_attempts") == [(0,)]
