@@ -2,8 +2,8 @@
 (``interval_seconds``), then the same logic in process under a frozen clock.
 
 Each daemon test starts daemons on a state directory under ``tmp_path``, stops or kills them, and reads
-what happened straight from the SQLite database. Times are bounded by polling for the state a
-test needs, never by fixed sleeps alone.
+what happened straight from the database (SQLite, or the test's PostgreSQL database: tests/pg.py).
+Times are bounded by polling for the state a test needs, never by fixed sleeps alone.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 from engine.config import EngineConfig
 from engine.scheduler import Scheduler
 from engine.store import Store
+from tests import pg
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,9 +38,9 @@ def folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Path:
+def state(tmp_path: Path, db_url: str | None) -> Path:
     path = tmp_path / "state"
-    Store(path).close()  # create the tables once, before daemons race to use them
+    Store(path, db_url).close()  # create the tables once, before daemons race to use them
     return path
 
 
@@ -71,6 +71,8 @@ def serve(state: Path, folder: Path, tmp_path: Path) -> Iterator[Callable[..., s
     def start(*extra: str) -> subprocess.Popen[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
         env.update({"ENGINE_STATE_DIR": str(state), "ENGINE_PLUGINS": "tests.stepkit", "PYTHONPATH": str(ROOT)})
+        if os.environ.get("ENGINE_DB_URL"):  # the test runs on PostgreSQL
+            env["ENGINE_DB_URL"] = os.environ["ENGINE_DB_URL"]
         log = open(tmp_path / f"serve-{len(started)}.log", "w", encoding="utf-8")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "engine", "serve", *extra, str(folder)],
@@ -94,8 +96,7 @@ def serve(state: Path, folder: Path, tmp_path: Path) -> Iterator[Callable[..., s
 
 
 def query(state: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(state / "engine.db", timeout=10) as con:
-        return con.execute(sql, args).fetchall()
+    return pg.sql(state, sql, *args)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> Any:
@@ -384,8 +385,7 @@ def test_a_claim_whose_process_died_before_the_run_started_is_released(store, fo
     write(folder, scheduled("hourly", {"interval_minutes": 60}, sleep_step(0)))
     store.claim_slot("hourly", "2026-12-01T10:00:00+00:00", "never-started")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    with sqlite3.connect(store.state_dir / "engine.db") as con:
-        con.execute("update schedule_slots set pid = ?", (int(dead.stdout),))
+    pg.execute(store.state_dir, ("update schedule_slots set pid = ?", (int(dead.stdout),)))
     assert due_at(store, folder, "2026-12-01T10:10") == [("2026-12-01T10:00:00+00:00", "SUCCESS", None)]
 
 
