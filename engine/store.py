@@ -294,6 +294,8 @@ class Store:
         self.engine: Engine = sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        elif "search_path" in str(self.engine.url.query.get("options", "")):
+            _create_schema(self.engine.url)  # a workspace's schema (engine.workspaces.db_url_for)
         self.migrate()
         self._writer: Connection | None = None
         self._raw: Any = None
@@ -791,6 +793,24 @@ def _slot_insert(policy_id: str, scheduled_for: str, stamp: str, **values: Any) 
         host=socket.gethostname(),
         **values,
     )
+
+
+def _create_schema(url: sa.URL) -> None:
+    """Create the first schema of the connections' ``search_path`` if it does not exist (before
+    the store's engine connects: SQLAlchemy reads the default schema once, on its first
+    connection). Two processes may create it at once: the loser finds it there."""
+    probe = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with probe.begin() as conn:
+            if conn.execute(sa.text("SELECT current_schema()")).scalar() is not None:
+                return
+            first = str(conn.execute(sa.text("SHOW search_path")).scalar()).split(",")[0].strip()
+            if first and first != '"$user"':  # an identifier as PostgreSQL parsed it, quoted when it must be
+                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {first}"))
+    except sa.exc.IntegrityError:
+        pass
+    finally:
+        probe.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -5,7 +5,9 @@ every run recorded before workspaces existed already lives), and workspace ``W``
 ``<state dir>/workspaces/W/``. Nothing a query forgets can cross from one to another: each has
 its own database, artifacts, previews, audit chain and quota counts. Policy ids are unique per
 workspace. API tokens are the one thing kept at the top (the ``default`` database), since a
-token is looked up before its workspace is known.
+token is looked up before its workspace is known. With ``ENGINE_DB_URL`` on PostgreSQL, the
+database is shared and each workspace other than ``default`` is a schema of its own in it
+(:func:`db_url_for`); the files (artifacts, previews, logs) stay in the state directories.
 
 The CLI works in ``ENGINE_WORKSPACE`` (default ``default``); the server opens the workspace of
 each request's token.
@@ -13,9 +15,11 @@ each request's token.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import UsageError
 
@@ -50,15 +54,42 @@ def state_dir_for(root: str | Path, workspace: str) -> Path:
 
 
 def db_url_for(workspace: str) -> str | None:
-    """``ENGINE_DB_URL`` for the default workspace. Other workspaces keep their own SQLite
-    database in their directory (a shared server database per workspace comes with PostgreSQL)."""
+    """The database URL of ``workspace``: None for its own SQLite file in its state directory,
+    else ``ENGINE_DB_URL``. ``ENGINE_DB_URL`` is the default workspace's database; on PostgreSQL
+    every other workspace is a schema of the same database (:func:`schema_for`, created on first
+    use), chosen by the connection's ``search_path``. A SQLite ``ENGINE_DB_URL`` serves the
+    default workspace alone: the others keep their own SQLite file."""
     url = os.environ.get("ENGINE_DB_URL") or None
-    if url and workspace != DEFAULT and not url.startswith("sqlite"):
+    if url is None or workspace == DEFAULT:
+        return url
+    check_name(workspace)
+    if url.startswith("sqlite"):
+        return None
+    if not url.startswith("postgresql"):
         raise UsageError(
-            f"workspace {workspace!r}: with ENGINE_DB_URL set, only the 'default' workspace is available for now "
-            "(unset ENGINE_DB_URL to keep each workspace in its own state directory)"
+            f"workspace {workspace!r}: with ENGINE_DB_URL set to a database other than SQLite or PostgreSQL, "
+            "only the 'default' workspace is available (unset ENGINE_DB_URL to keep each workspace in its "
+            "own state directory)"
         )
-    return url if workspace == DEFAULT else None
+    return with_search_path(url, schema_for(workspace))
+
+
+def schema_for(workspace: str) -> str:
+    """The PostgreSQL schema of a workspace other than ``default``: ``ws_<name>`` (case kept, so
+    written quoted), the name shortened with a hash when it would pass PostgreSQL's 63 bytes."""
+    name = check_name(workspace)
+    if len(name) > 60:
+        name = f"{name[:43]}_{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+    return f"ws_{name}"
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """``url`` whose connections use ``schema`` (the libpq ``options`` parameter ``-c search_path``)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "options"]
+    before = " ".join(v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "options")
+    options = f'{before} -csearch_path="{schema}"'.strip()
+    return urlunsplit(parts._replace(query=urlencode([*query, ("options", options)], quote_via=quote)))
 
 
 def existing(root: str | Path) -> list[str]:

@@ -154,13 +154,12 @@ def _store(ctx: click.Context, state_dir: Path | None, workspace: str | None = N
 
 
 def _state_path(ctx: click.Context, state_dir: Path | None) -> Path | None:
-    """The state directory a reading command would open, or None when a database URL is set."""
-    import os
-
-    from ..workspaces import current_workspace, root_state_dir, state_dir_for
+    """The state directory a reading command would open, or None when the workspace's state is in
+    the database of ENGINE_DB_URL (its own schema there on PostgreSQL)."""
+    from ..workspaces import current_workspace, db_url_for, root_state_dir, state_dir_for
 
     workspace = current_workspace()
-    if os.environ.get("ENGINE_DB_URL") and workspace == "default":
+    if db_url_for(workspace) is not None:
         return None
     return state_dir_for(root_state_dir(state_dir or ctx.obj["state_dir"]), workspace)
 

@@ -2,7 +2,9 @@
 
 Created by the store's migration 5 (:mod:`engine.store`), with the triggers that make
 ``audit_log`` append-only. Only dialect-neutral SQLAlchemy, plus one trigger definition per
-dialect (SQLite now; PostgreSQL in :func:`create_triggers` when that dialect is in use).
+dialect (SQLite, PostgreSQL: :func:`create_triggers`). On PostgreSQL the triggers are looked up
+on the ``audit_log`` table the search path finds (``'audit_log'::regclass``), not by name alone
+across the database, so a second schema gets its own.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ _POSTGRES_TRIGGERS = [
     $$ LANGUAGE plpgsql""",
     *(
         f"""DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '{name}') THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '{name}' AND tgrelid = 'audit_log'::regclass) THEN
         CREATE TRIGGER {name} BEFORE {verb} ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
         END IF; END $$"""
         for name, verb in zip(APPEND_ONLY_TRIGGERS, ("UPDATE", "DELETE"), strict=True)
@@ -150,7 +152,10 @@ def create_triggers(conn: Connection) -> None:
 def missing_triggers(conn: Connection) -> list[str]:
     """The append-only triggers that are not in the database (someone dropped them)."""
     if conn.dialect.name == "postgresql":
-        query = sa.text("SELECT tgname FROM pg_trigger WHERE tgname IN ('audit_log_no_update', 'audit_log_no_delete')")
+        query = sa.text(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_log'::regclass "
+            "AND tgname IN ('audit_log_no_update', 'audit_log_no_delete')"
+        )
     else:
         query = sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'")
     present = {row[0] for row in conn.execute(query)}

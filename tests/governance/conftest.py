@@ -1,4 +1,4 @@
-"""Governance tests: a real SQLite state database per test."""
+"""Governance tests: a real state database per test (SQLite, and PostgreSQL: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from engine.store import Store
 
 
 @pytest.fixture
-def gov_store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "state")
+def gov_store(tmp_path: Path, db_url: str | None) -> Iterator[Store]:
+    store = Store(tmp_path / "state", db_url)
     with store.engine.begin() as conn:  # idempotent: the store's migration creates them too
         tables.create(conn)
     yield store

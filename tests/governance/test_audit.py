@@ -6,10 +6,12 @@ import hashlib
 import json
 import sqlite3
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from engine.governance import audit
+from tests import pg
 
 
 def fill(engine, n: int) -> None:
@@ -46,22 +48,16 @@ def test_entries_chain_each_to_the_previous_and_hash_their_canonical_json(engine
 
 def test_update_and_delete_are_rejected_by_the_database(gov_store, engine_):
     fill(engine_, 2)
-    with sqlite3.connect(gov_store.state_dir / "engine.db") as con:
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            con.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 1")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            con.execute("DELETE FROM audit_log WHERE seq = 2")
+    for statement in ("UPDATE audit_log SET actor = 'mallory' WHERE seq = 1", "DELETE FROM audit_log WHERE seq = 2"):
+        # SQLite: RAISE(ABORT) in the trigger; PostgreSQL: RAISE EXCEPTION in the trigger's function
+        with pytest.raises((sqlite3.IntegrityError, psycopg.errors.RaiseException), match="append-only"):
+            pg.execute(gov_store.state_dir, statement)
     assert audit.verify(engine_).ok
 
 
 def tamper(store, *sql: str) -> None:
-    con = sqlite3.connect(store.state_dir / "engine.db")
-    con.execute("DROP TRIGGER audit_log_no_update")
-    con.execute("DROP TRIGGER audit_log_no_delete")
-    for statement in sql:
-        con.execute(statement)
-    con.commit()
-    con.close()
+    on = " ON audit_log" if store.engine.dialect.name == "postgresql" else ""
+    pg.execute(store.state_dir, f"DROP TRIGGER audit_log_no_update{on}", f"DROP TRIGGER audit_log_no_delete{on}", *sql)
 
 
 @pytest.mark.parametrize(

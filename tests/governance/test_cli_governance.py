@@ -138,7 +138,7 @@ def test_quota_runs_per_hour_refuses_with_exit_4_and_says_when(engine_cmd, tmp_p
     assert engine_cmd("run", str(policy), actor="user:bob").returncode == 0  # per actor
 
 
-def test_the_chain_stays_linear_under_two_concurrent_processes(engine_cmd, tmp_path, state_dir):
+def test_the_chain_stays_linear_under_two_concurrent_processes(engine_cmd, tmp_path, state_dir, db_url):
     policy = write(tmp_path)
     assert engine_cmd("policy", "add", str(policy)).returncode == 0
     script = """
@@ -154,7 +154,7 @@ for i in range(100):
         audit.record(store.engine, "user:" + sys.argv[2], "run.started", f"run-{sys.argv[2]}-{i}", {"i": i})
 store.close()
 """
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {"PYTHONPATH": str(ROOT), **({"ENGINE_DB_URL": db_url} if db_url else {})}
     procs = [
         subprocess.Popen([sys.executable, "-c", script, str(state_dir), name], env=env, cwd=tmp_path)
         for name in ("x", "y")

@@ -1,5 +1,6 @@
 """A real ``engine server`` application served by uvicorn on 127.0.0.1 (in a thread of the test
-process, so the schedulers' clock can be faked), real SQLite state, httpx clients with tokens."""
+process, so the schedulers' clock can be faked), real state (SQLite, and PostgreSQL through
+ENGINE_DB_URL: the ``db_url`` fixture of tests/conftest.py), httpx clients with tokens."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from engine.governance import tokens
 from engine.server.app import create_app
 from engine.server.context import ServerContext
 from engine.store import Store
+from engine.workspaces import DEFAULT, db_url_for
 
 
 class FakeClock:
@@ -46,7 +48,7 @@ class LiveServer:
     _clients: list[httpx.Client] = field(default_factory=list)
 
     def token(self, name: str, role: str, workspace: str = "default", expires: dt.timedelta | None = None) -> str:
-        store = Store(self.root)
+        store = Store(self.root, db_url_for(DEFAULT))  # tokens live in the default workspace
         try:
             text, _ = tokens.create(
                 store.engine, name=name, role=role, workspace=workspace, actor="test-admin", expires=expires
@@ -75,7 +77,7 @@ class LiveServer:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+def start_server(tmp_path: Path, db_url: str | None) -> Iterator[Callable[..., LiveServer]]:
     started: list[tuple[uvicorn.Server, threading.Thread, LiveServer]] = []
 
     def start(

@@ -151,8 +151,9 @@ def test_bad_tokens_get_401_with_www_authenticate(start_server, case):
         token = live.token("gone", "admin")
         from engine.governance import tokens
         from engine.store import Store
+        from engine.workspaces import DEFAULT, db_url_for
 
-        store = Store(live.root)
+        store = Store(live.root, db_url_for(DEFAULT))
         tokens.revoke(store.engine, "gone", "test-admin")
         store.close()
         client = live.client(token)

@@ -26,13 +26,14 @@ def test_runs_per_hour_counts_per_token_and_answers_429_with_retry_after(start_s
     assert ann.post("/policies/hello/dry-run").status_code == 202  # dry runs count toward no quota
 
 
-def test_the_cli_works_in_engine_workspace(start_server, cli, write_policy, tmp_path):
+def test_the_cli_works_in_engine_workspace(start_server, cli, write_policy, tmp_path, database):
     live = start_server(scheduler=False)
     path = write_policy(hello("local"))
     env = {"ENGINE_STATE_DIR": str(live.root)}
     assert cli("run", str(path), "--dry-run", env=env).returncode == 0
     assert cli("run", str(path), "--dry-run", env={**env, "ENGINE_WORKSPACE": "acme"}).returncode == 0
-    assert (live.root / "workspaces" / "acme" / "engine.db").exists()
+    # its own SQLite file, or its own schema of the PostgreSQL database (no file)
+    assert (live.root / "workspaces" / "acme" / "engine.db").exists() == (database == "sqlite")
     acme, default = live.as_role("viewer", "acme"), live.as_role("viewer")
     assert [r["policy_id"] for r in acme.get("/runs").json()["runs"]] == ["local"]
     assert [r["policy_id"] for r in default.get("/runs").json()["runs"]] == ["local"]
