@@ -274,6 +274,21 @@ def now() -> str:
     return utc_now()
 
 
+def serialize(conn: Connection, name: str) -> None:
+    """Make the transactions that call this with the same ``name`` run one after another, from here
+    to their end, so that what one checks before writing (no other claim of the policy is active, the
+    head of the audit chain, a quota's count) cannot change under it.
+
+    On SQLite the database's write lock does it already: a transaction that wrote holds it until it
+    ends, and the callers write first. On PostgreSQL, rows are locked one at a time and a transaction
+    does not see the rows another has not committed, so this takes a transaction-level advisory
+    lock on the name (within the connection's schema, i.e. per workspace)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':' || :name))"), {"name": name}
+        )
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -602,11 +617,13 @@ class Store:
         Returns ``"run"`` (the caller runs it as ``run_id``), ``"overlap"`` (claimed but recorded
         ``SKIPPED: overlap`` because another run of the policy is active) or None (another
         process claimed the slot first). The insert comes first, so the write lock is held
-        while the active runs are looked at: two processes cannot both see "none active".
+        while the active runs are looked at: two processes cannot both see "none active" (on
+        PostgreSQL, :func:`serialize` on the policy's slots does the same).
         """
         stamp = now()
         try:
             with self.engine.begin() as conn:
+                serialize(conn, f"slots:{policy_id}")
                 conn.execute(_slot_insert(policy_id, scheduled_for, stamp, status="CLAIMED", run_id=run_id))
                 if self._active_elsewhere(conn, policy_id, scheduled_for):
                     conn.execute(

@@ -12,7 +12,9 @@ who drops them and edits the table is caught by :func:`verify`.
 Appends are serialised by the primary key on ``seq``: two processes that read the same head
 race to insert the next ``seq``, one wins, the other reads the new head and tries again, so
 the chain stays linear. An append inside a transaction that already wrote (an approval, a new
-version) holds the write lock, so it never has to retry.
+version) holds the write lock, so it never has to retry. On PostgreSQL, where writers do not
+lock the whole database, an append takes an advisory lock until its transaction ends
+(:func:`engine.store.serialize`), with the same effect.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .. import redact
 from ..policy import canonical_json
+from ..store import serialize
 from .tables import audit_log, missing_triggers
 
 GENESIS = "0" * 64
@@ -100,6 +103,7 @@ def append(
 
     Secrets registered for redaction never reach ``details``."""
     clean = redact.redact_value(json.loads(canonical_json(dict(details or {}))))
+    serialize(conn, "audit_log")  # PostgreSQL: one appender at a time, reading the committed head
     head = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
     seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
     stamp = at or utc_now()

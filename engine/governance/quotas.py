@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from ..config import EngineConfig
 from ..errors import ConfigError, QuotaExceeded
+from ..store import serialize
 from . import audit
 from .tables import quota_usage
 
@@ -69,6 +70,7 @@ def use(
     window = sa.and_(quota_usage.c.quota == name, quota_usage.c.actor == actor, quota_usage.c.at > since)
     refused: tuple[int, str] | None = None
     with engine.begin() as conn:
+        serialize(conn, f"quota:{name}:{actor}")  # PostgreSQL: the count below sees every earlier use
         result = conn.execute(quota_usage.insert().values(actor=actor, quota=name, at=stamp, count=count))
         used = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(quota_usage.c.count), 0)).where(window)).scalar_one()
         if used > q.limit:

@@ -381,6 +381,35 @@ def test_a_slot_is_claimed_once_and_a_second_claim_loses(store):
     assert store.claim_slot("other", "2026-12-01T11:00:00+00:00", "run-d") == "run"  # per policy
 
 
+def test_two_claims_of_different_slots_of_one_policy_at_once_never_both_run(store, db_url):
+    """Two schedulers claiming two slots of one policy at the same moment: one runs, the other
+    is an overlap (on PostgreSQL too, where a claim does not lock the whole database)."""
+    import threading
+
+    other = Store(store.state_dir, db_url)
+    got: dict[str, str | None] = {}
+
+    def claim(s: Store, barrier: threading.Barrier, policy_id: str, slot: str) -> None:
+        barrier.wait()
+        got[slot] = s.claim_slot(policy_id, slot, f"run-{policy_id}-{slot}")
+
+    try:
+        for i in range(15):
+            got.clear()
+            barrier = threading.Barrier(2)
+            threads = [
+                threading.Thread(target=claim, args=(s, barrier, f"p{i}", f"2026-12-01T{hour}:00:00+00:00"))
+                for s, hour in ((store, 10), (other, 11))
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert sorted(got.values(), key=str) == ["overlap", "run"], (i, got)
+    finally:
+        other.close()
+
+
 def test_a_claim_whose_process_died_before_the_run_started_is_released(store, folder):
     write(folder, scheduled("hourly", {"interval_minutes": 60}, sleep_step(0)))
     store.claim_slot("hourly", "2026-12-01T10:00:00+00:00", "never-started")

@@ -43,6 +43,41 @@ def test_the_message_says_when_the_next_one_is_allowed(engine_):
         quotas.use(engine_, cfg, "runs_per_hour", "user:ada", at=at(minutes=20))
 
 
+def test_uses_at_once_from_several_connections_never_pass_the_limit(gov_store, db_url):
+    """Eight threads, each with its own store (own connections), use a quota of 3 at the same
+    moment: exactly 3 are counted (on PostgreSQL the count does not see uncommitted rows, so
+    engine.store.serialize orders them)."""
+    import threading
+
+    from engine.store import Store
+
+    cfg = config(quotas={"runs_per_hour": 3})
+    stores = [Store(gov_store.state_dir, db_url) for _ in range(8)]
+    barrier = threading.Barrier(len(stores))
+    outcomes: list[str] = []
+
+    def use(store: Store) -> None:
+        barrier.wait()
+        try:
+            quotas.use(store.engine, cfg, "runs_per_hour", "user:ada", at=at(seconds=1))
+            outcomes.append("counted")
+        except QuotaExceeded:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=use, args=(s,)) for s in stores]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for s in stores:
+            s.close()
+    assert sorted(outcomes) == ["counted"] * 3 + ["refused"] * 5
+    assert quotas.usage(gov_store.engine, cfg, "user:ada", at=at(seconds=2))["runs_per_hour"]["used"] == 3
+    assert audit.verify(gov_store.engine).ok  # the refusals' audit entries, appended at once, stay one chain
+
+
 def test_zero_is_unlimited(engine_):
     cfg = config(quotas={"runs_per_hour": 0})
     for i in range(100):
