@@ -41,9 +41,10 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 # -- SQLite and PostgreSQL --------------------------------------------------------------------
-# The suites below run each test that asks for `db_url` (directly or through `store`, `gov_store`,
-# `start_server`...) twice: on SQLite ("sqlite") and on a database of a throwaway PostgreSQL server
-# ("postgresql", tests/pg.py). A test marked `sqlite_only("why")` runs on SQLite alone.
+# The suites (paths) and tests (path::name) below run each test that asks for `db_url` (directly or
+# through `store`, `gov_store`, `start_server`...) twice: on SQLite ("sqlite") and on a database of a
+# throwaway PostgreSQL server ("postgresql", tests/pg.py). A test marked `sqlite_only("why")` runs on
+# SQLite alone. The rest of the suite runs on SQLite (keep the whole under 10 minutes).
 # TEST_POSTGRES=require fails (instead of skipping) when no PostgreSQL server can be started;
 # TEST_POSTGRES=off runs SQLite alone.
 BOTH_DATABASES = (
@@ -53,6 +54,16 @@ BOTH_DATABASES = (
     "tests/engine/test_scheduler.py",
     "tests/governance/",
     "tests/server/",
+    # deliveries and their claims, report versions, the fetch cache, cursors (pipeline_state)
+    "tests/steps/test_send_idempotency.py",
+    "tests/steps/test_report_build.py::test_a_new_version_only_when_the_snapshot_changes",
+    "tests/steps/test_report_build.py::test_a_dry_run_computes_the_version_without_storing_it",
+    "tests/steps/test_fetch_http.py::test_within_ttl_a_cached_fetch_makes_no_request",
+    "tests/steps/test_fetch_http.py::test_after_ttl_a_304_revalidates",
+    "tests/steps/test_fetch_http.py::test_the_cache_table_keeps_no_query_string_or_header_value",
+    "tests/steps/test_fetch_http.py::test_a_failed_run_does_not_advance_the_http_cursor",
+    "tests/steps/test_fetch_sql.py::test_incremental_reads_only_new_rows_and_advances_on_success",
+    "tests/steps/test_fetch_sql.py::test_resuming_a_failed_run_to_success_advances_the_cursor",
 )
 POSTGRES_MODE = os.environ.get("TEST_POSTGRES", "")
 
@@ -65,7 +76,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "database" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("sqlite_only"):
         return
     path = Path(metafunc.definition.path).relative_to(ROOT).as_posix()
-    if path.startswith(BOTH_DATABASES):
+    if path.startswith(BOTH_DATABASES) or f"{path}::{metafunc.definition.originalname}" in BOTH_DATABASES:
         metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
 
 

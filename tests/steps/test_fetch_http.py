@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import pytest
@@ -13,6 +12,7 @@ from engine.artifacts import ArtifactStore
 from engine.outputs import decode
 from engine.validate import validate_document
 from steps.fetch.http import retry_after_seconds
+from tests import pg
 from tests.conftest import policy
 from tests.httpserver import RECORDS
 
@@ -324,8 +324,7 @@ def test_the_cache_key_covers_query_and_headers(run, store, server):
 
 def test_the_cache_table_keeps_no_query_string_or_header_value(run, store, state_dir, server):
     run(doc(fetch(f"{server.url}/json?key=sekret-query", cache_ttl_s=60, headers={"Authorization": "Bearer sekret-h"})))
-    with sqlite3.connect(state_dir / "engine.db") as db:
-        rows = db.execute("select * from fetch_cache").fetchall()
+    rows = pg.sql(state_dir, "select * from fetch_cache")
     assert len(rows) == 1
     assert "sekret" not in repr(rows)
 
@@ -396,8 +395,7 @@ def incremental(server, upto, gate_ok=True):
 
 
 def committed_cursor(state_dir):
-    with sqlite3.connect(state_dir / "engine.db") as con:
-        rows = con.execute("select value_json from pipeline_state where step_id = 'f' and key = 'cursor'").fetchall()
+    rows = pg.sql(state_dir, "select value_json from pipeline_state where step_id = 'f' and key = 'cursor'")
     return [json.loads(r[0]) for r in rows]
 
 

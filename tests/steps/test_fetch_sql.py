@@ -10,6 +10,7 @@ import pytest
 
 from engine.artifacts import ArtifactStore
 from engine.outputs import decode
+from tests import pg
 from tests.conftest import policy
 
 
@@ -197,8 +198,7 @@ def incremental_policy(gate_ok: bool = True, **extra):
 
 
 def committed_cursor(state_dir):
-    with sqlite3.connect(state_dir / "engine.db") as con:
-        rows = con.execute("select value_json from pipeline_state where step_id = 'q' and key = 'cursor'").fetchall()
+    rows = pg.sql(state_dir, "select value_json from pipeline_state where step_id = 'q' and key = 'cursor'")
     return [json.loads(r[0]) for r in rows]
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 
 import pytest
 
+from tests import pg
 from tests.conftest import policy
 
 ROWS = [
@@ -105,11 +105,10 @@ def test_a_new_version_only_when_the_snapshot_changes(run, store, state_dir):
     assert (again["version"], again["new_version"], again["hash"]) == (1, False, first["hash"])
     assert (changed["version"], changed["new_version"]) == (2, True)
     assert changed["hash"] != first["hash"]
-    with sqlite3.connect(state_dir / "engine.db") as con:
-        assert con.execute("select report_id, latest_version, latest_hash from reports").fetchall() == [
-            ("sales", 2, changed["hash"])
-        ]
-        versions = con.execute("select version, hash, snapshot_json from report_versions order by version").fetchall()
+    assert pg.sql(state_dir, "select report_id, latest_version, latest_hash from reports") == [
+        ("sales", 2, changed["hash"])
+    ]
+    versions = pg.sql(state_dir, "select version, hash, snapshot_json from report_versions order by version")
     assert [(v, h) for v, h, _ in versions] == [(1, first["hash"]), (2, changed["hash"])]
     assert json.loads(versions[0][2]) == first["snapshot"]
 
@@ -118,8 +117,7 @@ def test_a_dry_run_computes_the_version_without_storing_it(run, store, state_dir
     result = run(report(), dry_run=True)
     out = output(store, result)
     assert (out["version"], out["new_version"]) == (1, True)
-    with sqlite3.connect(state_dir / "engine.db") as con:
-        assert con.execute("select count(*) from report_versions").fetchone() == (0,)
+    assert pg.sql(state_dir, "select count(*) from report_versions") == [(0,)]
 
 
 def test_the_conditional_section_is_frozen_when_its_condition_holds(run, store):

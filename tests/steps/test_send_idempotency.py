@@ -5,9 +5,9 @@ second runs of a slot do, and a new delivery for every manual ``engine run``."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import tests.sendkit  # noqa: F401  (test.report: a real PDF and an HTML page as artifacts)
+from tests import pg
 from tests.conftest import policy
 from tests.smtpserver import *  # noqa: F403  (the SMTP server fixtures)
 from tests.smtpserver import ALLOW_POLICY_HOST
@@ -36,9 +36,7 @@ def failing(tmp_path, fail_times=1):
 
 
 def deliveries(state_dir):
-    with sqlite3.connect(state_dir / "engine.db") as con:
-        query = "select run_id, step_id, status, dedup_key from deliveries order by id"
-        return con.execute(query).fetchall()
+    return pg.sql(state_dir, "select run_id, step_id, status, dedup_key from deliveries order by id")
 
 
 def test_every_manual_engine_run_sends_even_after_the_scheduled_run_of_the_slot(
