@@ -141,6 +141,24 @@ schema_migrations = sa.Table(
 )
 
 
+def portable_strings(tables: sa.MetaData) -> sa.MetaData:
+    """Let the string columns of ``tables`` hold what SQLite holds, on PostgreSQL too.
+
+    SQLite never enforces a ``VARCHAR(n)`` length; PostgreSQL does, so a long policy id, state key
+    or Content-Type that works on SQLite would fail there alone. On PostgreSQL these columns are
+    ``VARCHAR`` without a length (the same storage and speed); on SQLite nothing changes. Applied
+    to the engine's tables and to every plugin's (:meth:`Store.database`); idempotent."""
+    if not tables.info.get("portable_strings"):
+        for table in tables.tables.values():
+            for column in table.columns:
+                if type(column.type) is sa.String and column.type.length is not None:
+                    column.type = column.type.with_variant(sa.String(), "postgresql")
+        tables.info["portable_strings"] = True
+    return tables
+
+
+portable_strings(metadata)
+
 _UPDATE_RUN = runs.update().where(runs.c.id == sa.bindparam("_run_id"))
 _UPDATE_STEP = step_runs.update().where(
     step_runs.c.run_id == sa.bindparam("_run_id"), step_runs.c.step_id == sa.bindparam("_step_id")
@@ -380,6 +398,7 @@ class Store:
     def database(self, metadata: sa.MetaData) -> Engine:
         """The database engine, with a plugin's tables created (once per store) if missing."""
         if id(metadata) not in self._plugin_tables:
+            portable_strings(metadata)
             for attempt in range(6):  # two processes may create the same tables at once
                 try:
                     with self.engine.begin() as conn:

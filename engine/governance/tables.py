@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..store import portable_strings
+
 metadata = sa.MetaData()
 
 policy_versions = sa.Table(
@@ -112,6 +114,8 @@ approval_requests = sa.Table(
     sa.Column("note", sa.Text),
 )
 
+portable_strings(metadata)  # VARCHAR without a length on PostgreSQL, as SQLite treats it
+
 APPEND_ONLY_TRIGGERS = ("audit_log_no_update", "audit_log_no_delete")
 
 _SQLITE_TRIGGERS = [
@@ -140,7 +144,8 @@ def create(conn: Connection) -> None:
     create_triggers(conn)
     columns = {c["name"] for c in sa.inspect(conn).get_columns("runs")}
     if "actor" not in columns:  # who started each run
-        conn.execute(sa.text("ALTER TABLE runs ADD COLUMN actor VARCHAR(200)"))
+        kind = "VARCHAR" if conn.dialect.name == "postgresql" else "VARCHAR(200)"  # see store.portable_strings
+        conn.execute(sa.text(f"ALTER TABLE runs ADD COLUMN actor {kind}"))
 
 
 def create_triggers(conn: Connection) -> None:

@@ -375,3 +375,19 @@ def test_a_failed_write_is_rolled_back_whole(store, state_dir):
     db = store
     assert sql(db, "SELECT step_id, status FROM step_runs ORDER BY position") == [("a", "PENDING"), ("b", "RUNNING")]
     assert sql(db, "SELECT count(*) FROM step_attempts") == [(0,)]
+
+
+def test_long_ids_and_keys_are_stored_alike_on_both_databases(run, store, tmp_path):
+    """SQLite never enforces VARCHAR(n); on PostgreSQL the engine's string columns have no length
+    (engine.store.portable_strings), so what runs on one runs on the other."""
+    policy_id = "p" + "x" * 299
+    step_id = "s" * 250
+    result = run(policy({"id": step_id, "type": "core.value", "params": {"value": 1}}, id=policy_id))
+    assert result.status == "SUCCESS"
+    assert store.get_run(result.run_id)["policy_id"] == policy_id
+    assert [s["step_id"] for s in store.get_steps(result.run_id)] == [step_id]
+    plugin = sa.MetaData()
+    notes = sa.Table("test_notes", plugin, sa.Column("key", sa.String(8), primary_key=True))
+    with store.database(plugin).begin() as conn:  # a plugin's tables get the same treatment
+        conn.execute(notes.insert().values(key="k" * 100))
+    assert sql(store, "SELECT length(key) FROM test_notes") == [(100,)]
