@@ -511,12 +511,16 @@ class Store:
     def step_states(self, run_id: str) -> dict[str, tuple[Any, ...]]:
         """The values of STEP_STATE_COLUMNS (in that order) of every step row of a run, by step id:
         what a runner starts from."""
-        cursor = self._driver().cursor()
+        connection = self._driver()
+        cursor = connection.cursor()
         try:
             cursor.execute(self._step_states.sql, self._step_states.params({"run_id": run_id}))
             rows = cursor.fetchall()
         finally:
             cursor.close()
+            # psycopg began a transaction for the read: end it, or the connection would sit "idle in
+            # transaction" until the first write (sqlite3 began none: a no-op)
+            connection.rollback()
         return {row[0]: row[1:] for row in rows}
 
     def set_step_state(
