@@ -302,9 +302,8 @@ def serialize(conn: Connection, name: str) -> None:
     does not see the rows another has not committed, so this takes a transaction-level advisory
     lock on the name (within the connection's schema, i.e. per workspace)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':' || :name))"), {"name": name}
-        )
+        key = "hashtext(coalesce(current_schema(), '') || ':' || :name)"
+        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({key})"), {"name": name})
 
 
 def pid_alive(pid: int) -> bool:
@@ -376,18 +375,20 @@ class Store:
 
     def migrate(self) -> None:
         """Apply missing migrations. Processes starting at once on a new state directory race
-        to create the tables; the loser sees them on its next try."""
+        to create the tables; the loser sees them on its next try. (On PostgreSQL they take
+        turns: :func:`serialize`.)"""
         for attempt in range(6):
             try:
                 self._migrate_once()
                 return
-            except (sa.exc.OperationalError, sa.exc.IntegrityError):
-                if attempt == 5:
+            except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError) as exc:
+                if attempt == 5 or not _lost_race(exc):
                     raise
                 time.sleep(0.05 * (attempt + 1))
 
     def _migrate_once(self) -> None:
         with self.engine.begin() as conn:
+            serialize(conn, "migrations")
             schema_migrations.create(conn, checkfirst=True)
             done = {row[0] for row in conn.execute(sa.select(schema_migrations.c.version))}
             for version, apply in MIGRATIONS:
@@ -399,13 +400,14 @@ class Store:
         """The database engine, with a plugin's tables created (once per store) if missing."""
         if id(metadata) not in self._plugin_tables:
             portable_strings(metadata)
-            for attempt in range(6):  # two processes may create the same tables at once
+            for attempt in range(6):  # two processes (or threads) may create the same tables at once
                 try:
                     with self.engine.begin() as conn:
+                        serialize(conn, "migrations")
                         metadata.create_all(conn, checkfirst=True)
                     break
-                except (sa.exc.OperationalError, sa.exc.IntegrityError):
-                    if attempt == 5:
+                except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError) as exc:
+                    if attempt == 5 or not _lost_race(exc):
                         raise
                     time.sleep(0.05 * (attempt + 1))
             self._plugin_tables.add(id(metadata))
@@ -833,6 +835,18 @@ def _slot_insert(policy_id: str, scheduled_for: str, stamp: str, **values: Any) 
         host=socket.gethostname(),
         **values,
     )
+
+
+# PostgreSQL's "already exists" (duplicate_table, duplicate_object, duplicate_schema): another
+# process created the same thing between our check and our CREATE
+_DUPLICATE = {"42P07", "42710", "42P06"}
+
+
+def _lost_race(exc: sa.exc.DBAPIError) -> bool:
+    """Whether creating tables failed because another process was doing the same (try again)."""
+    if isinstance(exc, sa.exc.ProgrammingError):
+        return getattr(exc.orig, "sqlstate", None) in _DUPLICATE
+    return True
 
 
 def _create_schema(url: sa.URL) -> None:

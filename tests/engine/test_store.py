@@ -391,3 +391,34 @@ def test_long_ids_and_keys_are_stored_alike_on_both_databases(run, store, tmp_pa
     with store.database(plugin).begin() as conn:  # a plugin's tables get the same treatment
         conn.execute(notes.insert().values(key="k" * 100))
     assert sql(store, "SELECT length(key) FROM test_notes") == [(100,)]
+
+
+def test_a_plugins_tables_created_by_several_stores_at_once(store, db_url):
+    """Eight stores (as eight processes would) create the same plugin tables at the same moment:
+    every one gets them (on PostgreSQL a lost race is "relation already exists", not an error)."""
+    import threading
+
+    stores = [Store(store.state_dir, db_url) for _ in range(8)]
+    errors: list[BaseException] = []
+    for round_ in range(3):
+        plugin = sa.MetaData()
+        for i in range(4):
+            sa.Table(f"test_race_{round_}_{i}", plugin, sa.Column("id", sa.Integer, primary_key=True))
+        barrier = threading.Barrier(len(stores))
+
+        def create(s: Store, plugin: sa.MetaData = plugin, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                s.database(plugin)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=create, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for s in stores:
+        s.close()
+    assert errors == []
+    assert {f"test_race_{r}_{i}" for r in range(3) for i in range(4)} <= set(sa.inspect(store.engine).get_table_names())
