@@ -126,6 +126,13 @@ state_dir_option = click.option(
     default=None,
     help="Where run state lives (overrides the global option and ENGINE_STATE_DIR).",
 )
+grace_option = click.option(
+    "--grace-s",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM/SIGINT, how long running steps may go on before they are cancelled.",
+)
 policy_argument = click.argument("policy", type=click.Path(dir_okay=False, path_type=Path))
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import STOP_DEADLINE_S, _dump, _store, cli, interrupts, state_dir_option, stdout
+from . import STOP_DEADLINE_S, _dump, _store, cli, grace_option, interrupts, state_dir_option, stdout
 
 if TYPE_CHECKING:  # the commands import what they use when they run: start-up stays fast
     from ..folders import FolderScan
@@ -27,13 +27,7 @@ folders_argument = click.argument(
 
 @cli.command()
 @folders_argument
-@click.option(
-    "--grace-s",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="On SIGTERM/SIGINT, how long running steps may go on before they are cancelled.",
-)
+@grace_option
 @state_dir_option
 @click.pass_context
 def serve(ctx: click.Context, folders: tuple[Path, ...], grace_s: float, state_dir: Path | None) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from . import cli, state_dir_option
+from . import cli, grace_option, state_dir_option
 
 
 @cli.command()
@@ -25,13 +25,7 @@ from . import cli, state_dir_option
     type=click.IntRange(min=1),
     help="Runs started through the API executed at once; more wait for a place.",
 )
-@click.option(
-    "--grace-s",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="On SIGTERM/SIGINT, how long running steps may go on before they are cancelled.",
-)
+@grace_option
 @state_dir_option
 @click.pass_context
 def server(

@@ -305,10 +305,7 @@ def approve(
     csrf_token: str = Form(""),
     who: Visitor = Depends(visitor),
 ) -> Response:
-    if not check_csrf(request, who, {"csrf_token": csrf_token}):
-        return _forbidden(request, who)
-    approvals.approve(who.ws, who.caller, policy_id, hash, note.strip() or None)
-    return _see_other(f"/policies/{policy_id}?approved=1")
+    return _approval_form(request, who, csrf_token, approvals.approve, policy_id, hash, note, "approved")
 
 
 @router.post("/policies/{policy_id}/approvals/revoke", response_class=HTMLResponse)
@@ -320,10 +317,17 @@ def revoke(
     csrf_token: str = Form(""),
     who: Visitor = Depends(visitor),
 ) -> Response:
+    return _approval_form(request, who, csrf_token, approvals.revoke, policy_id, hash, note, "revoked")
+
+
+def _approval_form(
+    request: Request, who: Visitor, csrf_token: str, action: Any, policy_id: str, hash: str, note: str, done: str
+) -> Response:
+    """Approve or revoke (the service action), then back to the policy page saying which."""
     if not check_csrf(request, who, {"csrf_token": csrf_token}):
         return _forbidden(request, who)
-    approvals.revoke(who.ws, who.caller, policy_id, hash, note.strip() or None)
-    return _see_other(f"/policies/{policy_id}?revoked=1")
+    action(who.ws, who.caller, policy_id, hash, note.strip() or None)
+    return _see_other(f"/policies/{policy_id}?{done}=1")
 
 
 # -- dry run --------------------------------------------------------------------------------------
