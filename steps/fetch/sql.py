@@ -1,28 +1,31 @@
-"""``fetch.sql``: a read-only query against a SQLite database file, into a DataFrame.
+"""``fetch.sql``: a read-only query against a SQLite file or a PostgreSQL server, into a DataFrame.
 
-Read-only three times over: the file is opened with ``mode=ro``, ``PRAGMA query_only`` is on,
-and a default-deny authorizer allows only reading (SELECT, reads of columns, functions other
-than ``load_extension``, recursive CTEs). Values reach the query only as named bind parameters.
+SQLite is read-only three times over: the file is opened with ``mode=ro``, ``PRAGMA query_only``
+is on, and a default-deny authorizer allows only reading (SELECT, reads of columns, functions
+other than ``load_extension``, recursive CTEs). PostgreSQL (``url``) is read-only by the server:
+see :mod:`steps.fetch.sql_postgres`. Values reach the query only as named bind parameters.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine import CheckContext, Problem, Step, StepContext, StepError
 
-from . import reach
+from . import hosts, reach, sql_postgres
 from .envelope import FetchEnvelope, frame_high_water, initial_cursor, sha256_hex, utc_now
+from .sql_rows import collect_rows, stopped_message
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
 _DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
-_BATCH = 100  # rows fetched from SQLite at a time
 _PROGRESS_EVERY = 10_000  # SQLite VM instructions between checks of the stop flag
 
 
@@ -50,20 +53,27 @@ class FetchSqlOutput(FetchEnvelope):
 
 
 class FetchSql(Step, type="fetch.sql"):
-    """Run a read-only SQL query against a SQLite database file; the rows become a DataFrame.
+    """Run a read-only SQL query against a SQLite file or a PostgreSQL database; the rows become a DataFrame.
 
     Values go in as named bind parameters (``:name`` in the query, ``params`` in the step),
     never by string interpolation. Anything but reading is refused (writes, ATTACH, PRAGMA,
     ``load_extension``). The file must be inside ``[fetch] allowed_paths`` when the engine
-    configuration sets it, and never in the engine's state directory. ``max_rows``,
-    ``max_bytes`` and ``timeout_s`` bound the query. With ``incremental``, the query reads the
-    cursor of the last successful run as ``:cursor`` (or through a param set to
-    ``{"ref": "ctx.<this step>.cursor"}``).
+    configuration sets it, and never in the engine's state directory. A PostgreSQL ``url``'s
+    host must be on the fetch host allow-list; the query runs in a read-only transaction with
+    ``statement_timeout``, and never as a superuser. ``max_rows``, ``max_bytes`` and
+    ``timeout_s`` bound the query. With ``incremental``, the query reads the cursor of the last
+    successful run as ``:cursor`` (or through a param set to ``{"ref": "ctx.<this step>.cursor"}``).
     """
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        database: str = Field(description="SQLite file; relative to the policy file's folder unless absolute.")
+        database: str | None = Field(
+            None, description="SQLite file; relative to the policy file's folder unless absolute."
+        )
+        url: str | None = Field(
+            None, description="A PostgreSQL database instead: postgresql+psycopg://user@host:5432/database."
+        )
+        password: str | None = Field(None, description='With url: the password, as {"secret": "NAME"}.')
         query: str = Field(description="One SELECT (or WITH ... SELECT) statement, with :name placeholders.")
         params: dict[str, Any] = Field(default_factory=dict, description="Values for the :name placeholders.")
         max_rows: int = Field(100_000, ge=1, description="More rows than this fails the step (add a LIMIT).")
@@ -75,11 +85,22 @@ class FetchSql(Step, type="fetch.sql"):
             None, description="Fetch only new rows: the query reads the cursor as :cursor."
         )
 
+        @model_validator(mode="after")
+        def _one_source(self) -> FetchSql.Params:
+            if (self.database is None) == (self.url is None):
+                raise ValueError("set exactly one of database (a SQLite file) or url (a PostgreSQL server)")
+            if self.password is not None and self.url is None:
+                raise ValueError("password goes with url: a SQLite file has none")
+            return self
+
     Output = FetchSqlOutput
 
     @classmethod
     def check(cls, params: dict[str, Any], where: CheckContext) -> list[Problem]:
-        return reach.check(params, "database", where)
+        problems = reach.check(params, "database", where)
+        if "url" in params or "password" in params:
+            problems += sql_postgres.check(params, where)
+        return problems
 
     @classmethod
     def initial_state(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -104,22 +125,30 @@ class FetchSql(Step, type="fetch.sql"):
                     f'or through a param set to {{"ref": "ctx.{ctx.step_id}.cursor"}}',
                     retryable=False,
                 )
-        pointer = f"{ctx.pointer}/params/database"
-        path = reach.checked(params.database, pointer, ctx.policy_dir, ctx.config, ctx.artifacts.root.parent)
-        if not path.is_file():
-            raise StepError(f"database not found: {path} (params.database {params.database!r})", retryable=False)
+        # where to read from is checked (and the query text, for PostgreSQL) before the quota counts
+        query: _Query | sql_postgres.Query
+        if params.database is not None:
+            pointer = f"{ctx.pointer}/params/database"
+            path = reach.checked(params.database, pointer, ctx.policy_dir, ctx.config, ctx.artifacts.root.parent)
+            if not path.is_file():
+                raise StepError(f"database not found: {path} (params.database {params.database!r})", retryable=False)
+            query, url, content_type = _Query(path, params, binds), path.resolve().as_uri(), "application/vnd.sqlite3"
+        else:
+            query = sql_postgres.Query(params, binds, hosts.allowed_patterns(ctx.sections, ctx.config))
+            url, content_type = query.server.url, sql_postgres.CONTENT_TYPE
         ctx.use_quota("sql_queries_per_hour")  # [quotas]: counted per actor, refused before the query runs
-        columns, rows = _Query(path, params, binds).result()
+        columns, rows = query.result()
         raw = json.dumps({"columns": columns, "rows": rows}, default=str, separators=(",", ":")).encode()
         frame = pd.DataFrame.from_records(rows, columns=columns)
         next_cursor = None
         if params.incremental is not None:
-            next_cursor = frame_high_water(frame, params.incremental.cursor_field, cursor, " of the result")
+            high = frame_high_water(frame, params.incremental.cursor_field, cursor, " of the result")
+            next_cursor = _json_cursor(high)
             ctx.state.stage("cursor", next_cursor)
         return FetchSqlOutput(
             data=frame,
-            content_type="application/vnd.sqlite3",
-            url=path.resolve().as_uri(),
+            content_type=content_type,
+            url=url,
             fetched_at=utc_now(),
             content_hash=sha256_hex(raw),
             cursor=cursor,
@@ -153,9 +182,7 @@ class _Query:
                 self.stopped = True
                 if self.conn is not None:
                     self.conn.interrupt()
-            raise StepError(
-                f"the query ran longer than timeout_s ({params.timeout_s:g} s) and was stopped", retryable=False
-            )
+            raise StepError(stopped_message(params.timeout_s), retryable=False)
         if isinstance(self.outcome, sqlite3.DatabaseError):
             raise StepError(_explain(self.outcome), retryable=False) from self.outcome
         if isinstance(self.outcome, BaseException):
@@ -189,33 +216,17 @@ class _Query:
         conn.set_progress_handler(lambda: 1 if self.stopped else 0, _PROGRESS_EVERY)
         result = conn.execute(params.query, self.binds)
         columns = [d[0] for d in result.description or ()]
-        rows: list[Any] = []
-        size = 0
-        while batch := result.fetchmany(_BATCH):
-            for row in batch:
-                size += sum(_size(value) for value in row)
-                rows.append(row)
-                if size > params.max_bytes:
-                    raise StepError(
-                        f"the query's result is larger than max_bytes ({params.max_bytes}) after {len(rows)} rows: "
-                        "select fewer rows or columns (add a LIMIT), or raise max_bytes",
-                        retryable=False,
-                    )
-            if len(rows) > params.max_rows:
-                raise StepError(
-                    f"the query returned more than max_rows ({params.max_rows}) rows: add a LIMIT or raise max_rows",
-                    retryable=False,
-                )
-        return columns, rows
+        return columns, collect_rows(result.fetchmany, params.max_rows, params.max_bytes)
 
 
-def _size(value: Any) -> int:
-    """Bytes of one fetched value: a text's UTF-8 length, a blob's length, 8 for a number."""
-    if isinstance(value, str):
-        return len(value) if value.isascii() else len(value.encode("utf-8", errors="replace"))
-    if isinstance(value, bytes):
-        return len(value)
-    return 0 if value is None else 8
+def _json_cursor(value: Any) -> Any:
+    """A high-water mark as JSON, which the state keeps: a time or date (PostgreSQL's timestamptz,
+    date) as ISO 8601 text, a numeric as its exact text; PostgreSQL reads either back as bound."""
+    if isinstance(value, (dt.date, dt.time)):  # pandas' Timestamp is a datetime
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return value
 
 
 def _explain(exc: sqlite3.DatabaseError) -> str:
