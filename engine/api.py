@@ -14,7 +14,6 @@ from typing import Any
 
 from . import graph as graphs
 from . import outputs
-from .artifacts import ArtifactStore
 from .config import EngineConfig
 from .errors import NotFound, PolicyError, ResumeError, UsageError
 from .logs import get_logger
@@ -550,7 +549,7 @@ def _plan_steps(
 
     A step runs again when it changed, depends on a changed or forced step, or is forced; a
     successful side-effect step keeps its result (even when it changed) unless it is forced."""
-    artifacts = ArtifactStore(store.state_dir / "artifacts")
+    artifacts = store.artifacts()
     rerun = graphs.downstream(valid.graph, changed | forced)
     kept: dict[str, tuple[StepState, Any]] = {}
     resets: dict[str, dict[str, Any]] = {}

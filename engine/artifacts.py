@@ -29,8 +29,14 @@ class ArtifactRef(BaseModel):
 
 
 class ArtifactStore:
-    def __init__(self, root: Path) -> None:
+    """The artifacts folder ``root``; ``shared_dir`` is where files every host of the engine must
+    see besides artifacts live (the delivery journal): the state directory, by default the
+    artifacts folder's parent, or the artifacts folder itself when ``ENGINE_ARTIFACTS_DIR`` puts
+    it on a shared mount."""
+
+    def __init__(self, root: Path, shared_dir: Path | None = None) -> None:
         self.root = root
+        self.shared_dir = shared_dir if shared_dir is not None else root.parent
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256

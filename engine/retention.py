@@ -21,7 +21,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .artifacts import ArtifactStore
 from .config import EngineConfig
 from .errors import ConfigError
 from .policy import Retention
@@ -98,7 +97,7 @@ def prune(
     if not ids:
         return result
     gone = _artifact_hashes(store.output_texts(run_ids=ids)) - _artifact_hashes(store.output_texts(exclude=ids))
-    artifacts = ArtifactStore(store.state_dir / "artifacts")
+    artifacts = store.artifacts()
     result.artifacts = sorted(sha for sha in gone if artifacts.path_for(sha).exists())
     previews = [Path(r["preview_dir"]).parent for r in doomed if r.get("preview_dir")]
     result.previews = [str(p) for p in previews if p.exists()]

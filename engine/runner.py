@@ -26,7 +26,6 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import outputs, pointers, redact
-from .artifacts import ArtifactStore
 from .conditions import parse_condition
 from .config import EngineConfig
 from .errors import ConditionError, GovernanceError, StepError, StepTimeout
@@ -125,7 +124,7 @@ class Runner:
         self.valid = setup.valid
         self.policy = setup.valid.policy
         self.run_id = setup.run_id
-        self.artifacts = ArtifactStore(setup.store.state_dir / "artifacts")
+        self.artifacts = setup.store.artifacts()
         self.resources = RunResources()
         self.ctx = RunContext(setup.params, setup.run_info)
         self.policy_dir = self.valid.path.resolve().parent if self.valid.path else None
@@ -163,10 +162,20 @@ class Runner:
         for sid in self.setup.kept:  # a resume: show what is kept as it is
             self._emit(sid)
         started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self.store.leases.watch(self.run_id, lambda owner: loop.call_soon_threadsafe(self._lease_lost, owner))
         try:
             return await self._execute(started)
         finally:  # a browser the steps shared is closed however the run ended
+            self.store.leases.unwatch(self.run_id)
             await asyncio.shield(self.resources.aclose(self.log))
+
+    def _lease_lost(self, owner: str) -> None:
+        """Another process took this run over (this one could not renew its lease in time): stop
+        at once, writing nothing more to a run that is no longer ours."""
+        self.store.fence(self.run_id)
+        self.log.error("run.lease_lost", owner=owner, action="stopped here; the new owner carries the run on")
+        self.cancel(f"lease lost to {owner}")
 
     async def _execute(self, started: float) -> RunState:
         try:
@@ -492,6 +501,7 @@ class Runner:
             _quota=self._use_quota,
             _audit=lambda action, details, step=sid: self._audit(step, action, details),
             _audit_head=self._audit_head,
+            _leases=self.store.leases,
         )
         step = cls()
         previewing = self.setup.dry_run and cls.has_side_effects(params)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import socket
+import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,20 +29,50 @@ from typing import Any
 from . import logs
 from .api import RunResult, new_run_id, resume_run, run_policy
 from .config import EngineConfig
-from .errors import EngineError, GovernanceError, NotApproved
+from .errors import ConfigError, EngineError, GovernanceError, NotApproved
 from .folders import DuplicateId, FolderScan, PolicyFile, load_folder, problem_text
 from .retention import prune
 from .runner import Runner
 from .schedule import missed_slots, next_fire, parse_slot, previous_fire, slot_key
 from .states import RunState
-from .store import Store, pid_alive
+from .store import INTERRUPTED, Store
 from .validate import ValidPolicy
-
-INTERRUPTED = "interrupted: the engine process stopped"
 
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class TestClock:
+    """A schedulers' clock for tests of whole processes: ``ENGINE_TEST_CLOCK=START@ANCHOR[xRATE]``
+    reads as "at the Unix time ANCHOR it was START (ISO 8601), and time runs RATE times faster"
+    (default 1). Processes given the same value share one faked clock. Runs, leases and logs
+    keep real time: only what is due, and when, follows this clock."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, text: str) -> None:
+        try:
+            start, _, rest = text.partition("@")
+            anchor, _, rate = rest.partition("x")
+            self.start = dt.datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(dt.UTC)
+            self.anchor = float(anchor)
+            self.rate = float(rate or 1)
+        except ValueError:
+            raise ConfigError(
+                f"ENGINE_TEST_CLOCK={text!r}: write START@ANCHOR[xRATE], e.g. 2030-01-01T00:00:00Z@1767225600x10"
+            ) from None
+        if not self.rate > 0:
+            raise ConfigError(f"ENGINE_TEST_CLOCK={text!r}: the rate must be above 0")
+
+    def __call__(self) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=(time.time() - self.anchor) * self.rate)
+
+
+def clock_from_env() -> Callable[[], dt.datetime]:
+    """The schedulers' clock: :class:`TestClock` when ``ENGINE_TEST_CLOCK`` is set, else real time."""
+    text = os.environ.get("ENGINE_TEST_CLOCK")
+    return TestClock(text) if text else utc_now
 
 
 def log_changes(log: Any, before: FolderScan | None, after: FolderScan) -> None:
@@ -126,6 +157,7 @@ class Scheduler:
         self._registry_cache: dict[str, ValidPolicy] = {}
         self.config = config
         self.clock = clock
+        self.rate = float(getattr(clock, "rate", 1.0))  # a test clock may run faster than real time
         self.log = logs.get_logger()
         self.folders = list(folders)
         self.scan: FolderScan | None = None  # the latest scan of the folders
@@ -197,7 +229,11 @@ class Scheduler:
     # -- start-up ---------------------------------------------------------------------------
 
     def recover(self, policy_ids: Iterable[str]) -> list[tuple[str, str, str]]:
-        """Deal with claims of these policies left by dead processes; return the (policy, slot, run) to resume."""
+        """Deal with claims of these policies whose process is gone (its lease expired, on any host,
+        or its pid is dead on this one); return the (policy, slot, run) to resume.
+
+        ``engine serve`` calls it at start and then every heartbeat (``ENGINE_HEARTBEAT_S``), so a
+        slot another host left is taken up once its lease is over."""
         self.store.mark_interrupted()
         resumable = []
         wanted = set(policy_ids)
@@ -205,15 +241,16 @@ class Scheduler:
             policy_id, slot, run_id = claim["policy_id"], claim["scheduled_for"], claim["run_id"]
             if policy_id not in wanted:
                 continue  # another folder's policy: left to the scheduler that runs it
-            alive = claim["host"] != socket.gethostname() or (claim["pid"] is not None and pid_alive(claim["pid"]))
-            if alive or not self.store.take_over_slot(claim):
-                continue  # a live process is on it (or another recovering process took it first)
+            if not self.store.slot_lease_expired(claim):
+                continue  # a live process is on it
             run = self.store.get_run(run_id) if run_id else None
+            if run is not None and run["status"] == RunState.RUNNING.value:
+                continue  # resumed by hand, and that process's lease holds: it is not ours to take
+            if not self.store.take_over_slot(claim):
+                continue  # another recovering process took it first
             if run is None:
                 self.store.release_slot(policy_id, slot)
                 self.log.warning("schedule.claim_released", policy_id=policy_id, scheduled_for=slot)
-            elif run["status"] == RunState.RUNNING.value:
-                continue
             elif run["status"] != RunState.FAILED.value or run["error"] != INTERRUPTED:
                 self.store.finish_slot(policy_id, slot, run["status"])
             else:
@@ -380,8 +417,12 @@ class Scheduler:
         for policy_id, key, run_id in self.recover(self.load()):
             self._start(policy_id, parse_slot(key), self.resume_slot(policy_id, key, run_id))
         announced: dict[str, Any] = {}  # policy id -> the version whose next fire time was logged
+        recovered_at = time.monotonic()
         while not stop.is_set():
             policies = self.load()
+            if time.monotonic() - recovered_at >= self.store.leases.settings.heartbeat_s:
+                recovered_at = time.monotonic()
+                self._recover_left(policies)
             now = self.clock()
             wake = now + dt.timedelta(seconds=1)
             for gone in announced.keys() - policies.keys():  # announced again when it comes back
@@ -400,12 +441,22 @@ class Scheduler:
                 upcoming = next_fire(schedule, now) if schedule.enabled else None
                 if upcoming is not None:
                     wake = min(wake, upcoming)
-            delay = max((wake - self.clock()).total_seconds(), 0.01)
+            delay = max((wake - self.clock()).total_seconds() / self.rate, 0.01)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except TimeoutError:
                 pass
         await self._shutdown(grace_s)
+
+    def _recover_left(self, policies: dict[str, PolicyFile]) -> None:
+        """Take up what processes that stopped (here or on another host) left of these policies."""
+        try:
+            left = self.recover(policy_id for policy_id in policies if policy_id not in self.tasks)
+        except Exception as exc:  # a locked or unreachable database: try again next time
+            self.log.error("schedule.error", error=f"recovery: {type(exc).__name__}: {exc}")
+            return
+        for policy_id, key, run_id in left:
+            self._start(policy_id, parse_slot(key), self.resume_slot(policy_id, key, run_id))
 
     def _tick(self, policy_id: str, loaded: PolicyFile, now: dt.datetime) -> None:
         if policy_id in self.tasks:  # came due while this process still runs the policy

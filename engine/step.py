@@ -120,6 +120,15 @@ class StepContext:
     _quota: Callable[[str, int], None] | None = field(default=None, repr=False)
     _audit: Callable[[str, dict[str, Any]], None] | None = field(default=None, repr=False)
     _audit_head: Callable[[], tuple[int, str] | None] | None = field(default=None, repr=False)
+    _leases: Any = field(default=None, repr=False)
+
+    @property
+    def leases(self) -> Any:
+        """This process's leases on the state database (:class:`engine.leases.Leases`), or None
+        outside a run. A plugin's claims table with ``owner`` and ``expires_at`` columns registered
+        with ``leases.hold(table)`` is renewed by the heartbeat; ``leases.expired(row)`` says whether
+        another process's claim may be taken over."""
+        return self._leases
 
     def audit_head(self) -> tuple[int, str] | None:
         """``(seq, hash)`` of the audit log's newest entry when ``[governance] audit_head_in_reports``

@@ -14,10 +14,10 @@ dialect-neutral SQLAlchemy constructs, so ``ENGINE_DB_URL=postgresql://...`` wor
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import operator
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -26,7 +26,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .artifacts import ArtifactStore
 from .clock import utc_now
+from .errors import ResumeError
+from .leases import Leases, LeaseSettings, pid_alive
+
+__all__ = ["Store", "pid_alive", "serialize", "portable_strings"]
 
 metadata = sa.MetaData()
 
@@ -51,6 +56,10 @@ runs = sa.Table(
     sa.Column("preview_dir", sa.Text),
     sa.Column("scheduled_for", sa.String(40)),
     sa.Column("actor", sa.String(200)),  # who started the run (migration 5)
+    # the lease of a RUNNING run (migration 9): the process executing it, and until when it
+    # need not be believed dead (engine.leases)
+    sa.Column("owner", sa.String(255)),
+    sa.Column("expires_at", sa.String(40)),
 )
 
 step_runs = sa.Table(
@@ -117,6 +126,9 @@ schedule_slots = sa.Table(
     sa.Column("finished_at", sa.String(40)),
     sa.Column("pid", sa.Integer),
     sa.Column("host", sa.String(255)),
+    # the lease of a CLAIMED slot (migration 9), as for runs
+    sa.Column("owner", sa.String(255)),
+    sa.Column("expires_at", sa.String(40)),
 )
 
 run_resumes = sa.Table(
@@ -275,6 +287,28 @@ def _v8_approval_requests(conn: Connection) -> None:
     tables.approval_requests.create(conn, checkfirst=True)
 
 
+def _v9_leases(conn: Connection) -> None:
+    """Leases instead of pids (engine.leases): ``owner`` and ``expires_at`` on runs and slots.
+
+    What is RUNNING or CLAIMED now gets a lease in the name of the pid that holds it, expiring a
+    lease's length from now: a live process renews it once it runs this version, a dead one's
+    expires (on its own host, a dead pid is seen at once)."""
+    settings = LeaseSettings.from_env()
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.lease_s)).isoformat(timespec="microseconds")
+    for table, active in ((runs, "RUNNING"), (schedule_slots, "CLAIMED")):
+        present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+        for name in ("owner", "expires_at"):
+            if name not in present:
+                column = table.c[name]
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+        rows = conn.execute(sa.select(table).where(table.c.status == active, table.c.owner.is_(None))).mappings()
+        for row in list(rows):
+            key = [table.c[c.name] == row[c.name] for c in table.primary_key.columns]
+            owner = f"{row['host']}:{row['pid']}" if row["host"] and row["pid"] is not None else None
+            conn.execute(table.update().where(*key).values(owner=owner, expires_at=until))
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_create_tables),
     (2, _v2_pipeline_state),
@@ -284,7 +318,11 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (6, _v6_api_tokens),
     (7, _v7_policy_archive),
     (8, _v8_approval_requests),
+    (9, _v9_leases),
 ]
+
+
+INTERRUPTED = "interrupted: the engine process stopped"
 
 
 def now() -> str:
@@ -306,22 +344,18 @@ def serialize(conn: Connection, name: str) -> None:
         conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({key})"), {"name": name})
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Store:
     """The run-state database plus the state directory (artifacts, previews, logs)."""
 
-    def __init__(self, state_dir: Path, db_url: str | None = None) -> None:
+    def __init__(self, state_dir: Path, db_url: str | None = None, artifacts_dir: Path | None = None) -> None:
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
+        # the artifacts folder: ``artifacts_dir``, else ENGINE_ARTIFACTS_DIR (a folder every host
+        # reaches, when several share the database), else <state dir>/artifacts
+        from_env = os.environ.get("ENGINE_ARTIFACTS_DIR")
+        shared = artifacts_dir or (Path(from_env) if from_env else None)
+        self.artifacts_dir = shared or state_dir / "artifacts"
+        self._artifacts_shared = shared is not None
         url = db_url or f"sqlite:///{state_dir / 'engine.db'}"
         self.engine: Engine = sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
@@ -329,6 +363,12 @@ class Store:
         elif "search_path" in str(self.engine.url.query.get("options", "")):
             _create_schema(self.engine.url)  # a workspace's schema (engine.workspaces.db_url_for)
         self.migrate()
+        # this process's leases on runs and slots, renewed by a heartbeat thread (engine.leases)
+        self.leases = Leases(self.engine)
+        self.leases.hold(runs, runs.c.status == "RUNNING")
+        self.leases.hold(schedule_slots, schedule_slots.c.status == "CLAIMED")
+        self.leases.on_error = _log_lease_error
+        self._fenced: set[str] = set()  # runs whose lease another process took: their writes are dropped
         self._writer: Connection | None = None
         self._raw: Any = None
         self._plugin_tables: set[int] = set()
@@ -357,12 +397,18 @@ class Store:
             self._writer = self.engine.connect()
         return self._writer.begin()
 
+    def artifacts(self) -> ArtifactStore:
+        """The content-addressed artifact store (with the delivery journal beside it)."""
+        shared = self.artifacts_dir if self._artifacts_shared else self.state_dir
+        return ArtifactStore(self.artifacts_dir, shared_dir=shared)
+
     @classmethod
     def open(cls, state_dir: str | Path | None = None) -> Store:
         directory = Path(state_dir or os.environ.get("ENGINE_STATE_DIR") or ".engine")
         return cls(directory, os.environ.get("ENGINE_DB_URL") or None)
 
     def close(self) -> None:
+        self.leases.stop()
         if self._raw is not None:
             self._raw_fairy.close()
             self._raw = None
@@ -397,7 +443,8 @@ class Store:
                     conn.execute(schema_migrations.insert().values(version=version, applied_at=now()))
 
     def database(self, metadata: sa.MetaData) -> Engine:
-        """The database engine, with a plugin's tables created (once per store) if missing."""
+        """The database engine, with a plugin's tables created (once per store) if missing, and the
+        columns a newer version of the plugin added to a table that exists (they must be nullable)."""
         if id(metadata) not in self._plugin_tables:
             portable_strings(metadata)
             for attempt in range(6):  # two processes (or threads) may create the same tables at once
@@ -405,6 +452,7 @@ class Store:
                     with self.engine.begin() as conn:
                         serialize(conn, "migrations")
                         metadata.create_all(conn, checkfirst=True)
+                        _add_missing_columns(conn, metadata)
                     break
                 except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError) as exc:
                     if attempt == 5 or not _lost_race(exc):
@@ -424,14 +472,22 @@ class Store:
         insert = self._insert_step  # a prepared executemany: through SQLAlchemy, 1,000 rows take 12 ms, here 2
         rows = [insert.params({**_STEP_ROW, "run_id": run["id"], **step}) for step in steps]
         with self.engine.begin() as conn:
-            conn.execute(runs.insert().values(pid=os.getpid(), host=socket.gethostname(), **run))
+            conn.execute(runs.insert().values(**self.leases.take(), **run))
             if rows:
                 conn.exec_driver_sql(insert.sql, rows)
 
     # The hot path (a few writes per step) uses statements built once, with the SET clause
     # taken from the parameters: building a statement per call costs more than the commit.
 
+    def fence(self, run_id: str) -> None:
+        """Drop this process's later writes to ``run_id``: another process took its lease over (this
+        one could not renew it in time) and now owns the run's rows."""
+        self._fenced.add(run_id)
+        self.leases.unwatch(run_id)
+
     def update_run(self, run_id: str, **values: Any) -> None:
+        if run_id in self._fenced:
+            return
         with self._write() as tx:
             tx.connection.execute(_UPDATE_RUN, {"_run_id": run_id, **values})
         if self.listeners:
@@ -439,6 +495,8 @@ class Store:
 
     def update_step(self, run_id: str, step_id: str, attempt_row: dict[str, Any] | None = None, **values: Any) -> None:
         """Change a step's row; with ``attempt_row``, also record a finished attempt (one transaction)."""
+        if run_id in self._fenced:
+            return
         with self._write() as tx:
             if attempt_row is not None:
                 tx.connection.execute(_INSERT_ATTEMPT, {"run_id": run_id, "step_id": step_id, **attempt_row})
@@ -450,6 +508,8 @@ class Store:
     def finish_run(self, run_id: str, commit_state: bool, **values: Any) -> None:
         """End a run; with ``commit_state``, move every step's staged values into pipeline_state
         in the same transaction (so the run's SUCCESS and its new state land together)."""
+        if run_id in self._fenced:
+            return
         with self._write() as tx:
             conn = tx.connection
             if commit_state:
@@ -533,6 +593,8 @@ class Store:
 
         Only what changed is written: an UPDATE of eleven columns costs the commit about 10 us more
         than one of the two or six a transition usually changes."""
+        if run_id in self._fenced:
+            return
         update = self._set_state.get(tuple(changes))
         if update is None:
             if not changes.keys() <= set(STEP_STATE_COLUMNS):
@@ -585,19 +647,14 @@ class Store:
                     .where(step_runs.c.run_id == run_id, step_runs.c.step_id == step_id)
                     .values(position=position)
                 )
-            conn.execute(
+            claimed = conn.execute(
                 runs.update()
-                .where(runs.c.id == run_id)
-                .values(
-                    status="RUNNING",
-                    attempt=attempt,
-                    finished_at=None,
-                    error=None,
-                    pid=os.getpid(),
-                    host=socket.gethostname(),
-                    **run_values,
-                )
+                .where(runs.c.id == run_id, runs.c.status != "RUNNING")
+                .values(status="RUNNING", attempt=attempt, finished_at=None, error=None, **self.leases.take())
+                .values(**run_values)
             )
+            if claimed.rowcount != 1:  # another process resumed it first
+                raise ResumeError(f"run {run_id} is already running again (resumed by another process)")
             for step_id, values in resets.items():
                 conn.execute(
                     step_runs.update()
@@ -606,32 +663,40 @@ class Store:
                 )
 
     def mark_interrupted(self) -> list[str]:
-        """Runs left RUNNING by a process on this host that no longer exists become FAILED."""
-        host = socket.gethostname()
-        with self.engine.begin() as conn:
-            rows = conn.execute(sa.select(runs.c.id, runs.c.pid, runs.c.host).where(runs.c.status == "RUNNING")).all()
-            dead = [
-                r.id
-                for r in rows
-                if r.host == host and r.pid is not None and r.pid != os.getpid() and not pid_alive(r.pid)
-            ]
-            for run_id in dead:
+        """Runs left RUNNING by a process whose lease is over (its time passed, or its process on
+        this host is gone) become FAILED, "interrupted"; returns their ids."""
+        columns = (runs.c.id, runs.c.pid, runs.c.host, runs.c.owner, runs.c.expires_at)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(*columns).where(runs.c.status == "RUNNING")).all()
+        dead = []
+        for r in rows:
+            if not self.leases.expired(r) or (r.pid == os.getpid() and r.host == self.leases.host):
+                continue
+            with self.engine.begin() as conn:
                 stamp = now()
+                ended = conn.execute(  # only if nobody renewed, resumed or ended it since we looked
+                    runs.update()
+                    .where(
+                        runs.c.id == r.id,
+                        runs.c.status == "RUNNING",
+                        _holds(runs.c.owner, r.owner),
+                        _holds(runs.c.expires_at, r.expires_at),
+                    )
+                    .values(status="FAILED", error=INTERRUPTED, finished_at=stamp)
+                )
+                if ended.rowcount != 1:
+                    continue
                 conn.execute(
                     step_runs.update()
-                    .where(step_runs.c.run_id == run_id, step_runs.c.status == "RUNNING")
+                    .where(step_runs.c.run_id == r.id, step_runs.c.status == "RUNNING")
                     .values(
                         status="FAILED",
-                        error="interrupted: the engine process stopped",
+                        error=INTERRUPTED,
                         finished_at=stamp,
                         attempts=step_runs.c.attempts + 1,  # the attempt that was under way
                     )
                 )
-                conn.execute(
-                    runs.update()
-                    .where(runs.c.id == run_id)
-                    .values(status="FAILED", error="interrupted: the engine process stopped", finished_at=stamp)
-                )
+            dead.append(r.id)
         return dead
 
     # -- schedule slots -------------------------------------------------------------------
@@ -649,7 +714,8 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 serialize(conn, f"slots:{policy_id}")
-                conn.execute(_slot_insert(policy_id, scheduled_for, stamp, status="CLAIMED", run_id=run_id))
+                lease = self.leases.take()
+                conn.execute(_slot_insert(policy_id, scheduled_for, stamp, status="CLAIMED", run_id=run_id, **lease))
                 if self._active_elsewhere(conn, policy_id, scheduled_for):
                     conn.execute(
                         schedule_slots.update()
@@ -662,19 +728,21 @@ class Store:
         return "run"
 
     def _active_elsewhere(self, conn: Connection, policy_id: str, scheduled_for: str) -> bool:
-        """Whether another claim or run of the policy is under way in a live process."""
+        """Whether another claim or run of the policy is under way (its lease holds)."""
+        lease = (schedule_slots.c.owner, schedule_slots.c.expires_at, schedule_slots.c.pid, schedule_slots.c.host)
         claims = conn.execute(
-            sa.select(schedule_slots.c.pid, schedule_slots.c.host).where(
+            sa.select(*lease).where(
                 schedule_slots.c.policy_id == policy_id,
                 schedule_slots.c.status == "CLAIMED",
                 schedule_slots.c.scheduled_for != scheduled_for,
             )
         ).all()
         running = conn.execute(
-            sa.select(runs.c.pid, runs.c.host).where(runs.c.policy_id == policy_id, runs.c.status == "RUNNING")
+            sa.select(runs.c.owner, runs.c.expires_at, runs.c.pid, runs.c.host).where(
+                runs.c.policy_id == policy_id, runs.c.status == "RUNNING"
+            )
         ).all()
-        host = socket.gethostname()
-        return any(r.host != host or r.pid is None or pid_alive(r.pid) for r in [*claims, *running])
+        return any(not self.leases.expired(r) for r in [*claims, *running])
 
     def record_slot(self, policy_id: str, scheduled_for: str, status: str, reason: str | None = None) -> bool:
         """Record a slot that is not run (``SKIPPED: missed``); False if it was already recorded."""
@@ -682,7 +750,16 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    _slot_insert(policy_id, scheduled_for, stamp, status=status, reason=reason, finished_at=stamp)
+                    _slot_insert(
+                        policy_id,
+                        scheduled_for,
+                        stamp,
+                        status=status,
+                        reason=reason,
+                        finished_at=stamp,
+                        pid=self.leases.pid,
+                        host=self.leases.host,
+                    )
                 )
         except sa.exc.IntegrityError:
             return False
@@ -696,19 +773,24 @@ class Store:
                 .values(status=status, reason=reason, finished_at=now())
             )
 
+    def slot_lease_expired(self, claim: dict[str, Any]) -> bool:
+        """Whether the process that claimed this slot lost it (lease over, or its pid gone here)."""
+        return self.leases.expired(claim)
+
     def take_over_slot(self, claim: dict[str, Any]) -> bool:
-        """Make a claim left by a dead process this process's; False if someone else did first."""
+        """Make a claim whose lease is over this process's; False if another process did first
+        (or its owner renewed it since ``claim`` was read)."""
         with self.engine.begin() as conn:
-            where = [
-                schedule_slots.c.policy_id == claim["policy_id"],
-                schedule_slots.c.scheduled_for == claim["scheduled_for"],
-                schedule_slots.c.status == "CLAIMED",
-            ]
-            where.append(
-                schedule_slots.c.pid.is_(None) if claim["pid"] is None else schedule_slots.c.pid == claim["pid"]
-            )
             result = conn.execute(
-                schedule_slots.update().where(*where).values(pid=os.getpid(), host=socket.gethostname())
+                schedule_slots.update()
+                .where(
+                    schedule_slots.c.policy_id == claim["policy_id"],
+                    schedule_slots.c.scheduled_for == claim["scheduled_for"],
+                    schedule_slots.c.status == "CLAIMED",
+                    _holds(schedule_slots.c.owner, claim.get("owner")),
+                    _holds(schedule_slots.c.expires_at, claim.get("expires_at")),
+                )
+                .values(**self.leases.take())
             )
             return bool(result.rowcount == 1)
 
@@ -826,15 +908,30 @@ class Store:
 
 
 def _slot_insert(policy_id: str, scheduled_for: str, stamp: str, **values: Any) -> Any:
-    """The row that claims (or records) one schedule slot for this process."""
-    return schedule_slots.insert().values(
-        policy_id=policy_id,
-        scheduled_for=scheduled_for,
-        claimed_at=stamp,
-        pid=os.getpid(),
-        host=socket.gethostname(),
-        **values,
-    )
+    """The row that claims (or records) one schedule slot."""
+    return schedule_slots.insert().values(policy_id=policy_id, scheduled_for=scheduled_for, claimed_at=stamp, **values)
+
+
+def _add_missing_columns(conn: Connection, tables: sa.MetaData) -> None:
+    """Add to existing tables the nullable columns their definition gained since they were made."""
+    inspector = sa.inspect(conn)
+    for table in tables.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable and not column.primary_key:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
+def _log_lease_error(event: str, exc: Exception) -> None:
+    from .logs import get_logger
+
+    get_logger().warning(event, error=f"{type(exc).__name__}: {exc}", action="trying again at the next heartbeat")
+
+
+def _holds(column: Any, value: Any) -> Any:
+    """``column`` holds ``value`` (NULL included)."""
+    return column.is_(None) if value is None else column == value
 
 
 # PostgreSQL's "already exists" (duplicate_table, duplicate_object, duplicate_schema): another

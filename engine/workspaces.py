@@ -7,7 +7,8 @@ its own database, artifacts, previews, audit chain and quota counts. Policy ids 
 workspace. API tokens are the one thing kept at the top (the ``default`` database), since a
 token is looked up before its workspace is known. With ``ENGINE_DB_URL`` on PostgreSQL, the
 database is shared and each workspace other than ``default`` is a schema of its own in it
-(:func:`db_url_for`); the files (artifacts, previews, logs) stay in the state directories.
+(:func:`db_url_for`); the files (previews, logs) stay in the state directories, and the
+artifacts too unless ``ENGINE_ARTIFACTS_DIR`` moves them (:func:`artifacts_dir_for`).
 
 The CLI works in ``ENGINE_WORKSPACE`` (default ``default``); the server opens the workspace of
 each request's token.
@@ -72,6 +73,17 @@ def db_url_for(workspace: str) -> str | None:
             "own state directory)"
         )
     return with_search_path(url, schema_for(workspace))
+
+
+def artifacts_dir_for(workspace: str) -> Path | None:
+    """Where ``workspace`` keeps its artifacts when ``ENGINE_ARTIFACTS_DIR`` moves them to a folder
+    every host reaches: that folder for ``default``, ``<it>/workspaces/W`` for the others; None
+    (``<state dir>/artifacts``) when it is not set."""
+    shared = os.environ.get("ENGINE_ARTIFACTS_DIR")
+    if not shared:
+        return None
+    check_name(workspace)
+    return Path(shared) if workspace == DEFAULT else Path(shared) / "workspaces" / workspace
 
 
 def schema_for(workspace: str) -> str:

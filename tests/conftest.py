@@ -52,6 +52,7 @@ BOTH_DATABASES = (
     "tests/engine/test_runner.py",
     "tests/engine/test_resume.py",
     "tests/engine/test_scheduler.py",
+    "tests/engine/test_leases.py",
     "tests/governance/",
     "tests/server/",
     # deliveries and their claims, report versions, the fetch cache, cursors (pipeline_state)

@@ -151,11 +151,11 @@ def format_option(help_text: str) -> Any:
 def _store(ctx: click.Context, state_dir: Path | None, workspace: str | None = None) -> Store:
     """The store of the workspace (``ENGINE_WORKSPACE``, default ``default``) under the state directory."""
     from ..store import Store
-    from ..workspaces import current_workspace, db_url_for, root_state_dir, state_dir_for
+    from ..workspaces import artifacts_dir_for, current_workspace, db_url_for, root_state_dir, state_dir_for
 
     workspace = workspace or current_workspace()
     root = root_state_dir(state_dir or ctx.obj["state_dir"])
-    store = Store(state_dir_for(root, workspace), db_url_for(workspace))
+    store = Store(state_dir_for(root, workspace), db_url_for(workspace), artifacts_dir_for(workspace))
     store.mark_interrupted()
     return store
 

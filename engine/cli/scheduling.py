@@ -36,11 +36,11 @@ def serve(ctx: click.Context, folders: tuple[Path, ...], grace_s: float, state_d
 
     from .. import logs
     from ..config import EngineConfig
-    from ..scheduler import Scheduler
+    from ..scheduler import Scheduler, clock_from_env
 
     store = _store(ctx, state_dir)
     logs.configure(store.state_dir)
-    scheduler = Scheduler(store, list(folders), EngineConfig.load())
+    scheduler = Scheduler(store, list(folders), EngineConfig.load(), clock=clock_from_env())
     stop = asyncio.Event()
 
     def on_signal(sig: signal.Signals) -> None:
@@ -82,12 +82,12 @@ def due(
     """
     from .. import logs
     from ..config import EngineConfig
-    from ..scheduler import Scheduler
+    from ..scheduler import Scheduler, clock_from_env
     from ..states import RunState
 
     store = _store(ctx, state_dir)
     logs.configure(store.state_dir)
-    scheduler = Scheduler(store, list(folders), EngineConfig.load())
+    scheduler = Scheduler(store, list(folders), EngineConfig.load(), clock=clock_from_env())
 
     def on_signal(sig: signal.Signals) -> None:
         scheduler.stopping = True

@@ -14,7 +14,7 @@ from ..config import EngineConfig
 from ..service import Workspace
 from ..service.executor import RunExecutor
 from ..store import Store
-from ..workspaces import DEFAULT, check_name, db_url_for, state_dir_for
+from ..workspaces import DEFAULT, artifacts_dir_for, check_name, db_url_for, state_dir_for
 
 
 @dataclass
@@ -40,7 +40,7 @@ class ServerContext:
             found = self._workspaces.get(name)
             if found is None:
                 check_name(name)
-                store = Store(state_dir_for(self.root, name), db_url_for(name))
+                store = Store(state_dir_for(self.root, name), db_url_for(name), artifacts_dir_for(name))
                 found = Workspace(
                     name,
                     store,

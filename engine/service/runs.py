@@ -330,9 +330,7 @@ def artifact(ws: Workspace, caller: Caller, sha256: str) -> tuple[Path, str]:
     digest = sha256.lower()
     if not _SHA256.match(digest):
         raise NotFound(f"no artifact {sha256!r}: an artifact is named by its SHA-256 (64 hex digits)")
-    from ..artifacts import ArtifactStore
-
-    path = ArtifactStore(ws.store.state_dir / "artifacts").path_for(digest)
+    path = ws.store.artifacts().path_for(digest)
     if not path.is_file():
         raise NotFound(f"no artifact {digest} in this workspace")
     return path, media_type(path)

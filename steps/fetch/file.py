@@ -64,7 +64,7 @@ class FetchFile(Step, type="fetch.file"):
 
     def run(self, params: Params, ctx: StepContext) -> FetchEnvelope:
         pointer = f"{ctx.pointer}/params/path"
-        path = reach.checked(params.path, pointer, ctx.policy_dir, ctx.config, ctx.artifacts.root.parent)
+        path = reach.checked(params.path, pointer, ctx.policy_dir, ctx.config, ctx.artifacts.shared_dir)
         fmt = params.format or _BY_SUFFIX.get(path.suffix.lower())
         if fmt is None:
             raise StepError(

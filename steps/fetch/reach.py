@@ -56,12 +56,15 @@ def allowed_paths(config: EngineConfig) -> list[Path] | None:
 
 def state_dirs(run_state_dir: Path | None = None) -> list[Path]:
     """The engine's state directory: the run's own when known (at run time), and the one the CLI
-    uses by default (``$ENGINE_STATE_DIR``, else ``./.engine``); plus the SQLite file of
+    uses by default (``$ENGINE_STATE_DIR``, else ``./.engine``), and ``$ENGINE_ARTIFACTS_DIR``; plus the SQLite file of
     ``$ENGINE_DB_URL`` when the database lives elsewhere."""
     found = [realpath(run_state_dir)] if run_state_dir is not None else []
     default = realpath(os.environ.get("ENGINE_STATE_DIR") or ".engine")
     if default not in found:
         found.append(default)
+    shared = os.environ.get("ENGINE_ARTIFACTS_DIR")  # the artifacts folder on a shared mount
+    if shared and realpath(shared) not in found:
+        found.append(realpath(shared))
     db_url = os.environ.get("ENGINE_DB_URL", "")
     if db_url.startswith("sqlite:///"):
         database = unquote(urlsplit(db_url).path)[1:]  # sqlite:///rel.db, sqlite:////abs/x.db

@@ -129,7 +129,7 @@ class FetchSql(Step, type="fetch.sql"):
         query: _Query | sql_postgres.Query
         if params.database is not None:
             pointer = f"{ctx.pointer}/params/database"
-            path = reach.checked(params.database, pointer, ctx.policy_dir, ctx.config, ctx.artifacts.root.parent)
+            path = reach.checked(params.database, pointer, ctx.policy_dir, ctx.config, ctx.artifacts.shared_dir)
             if not path.is_file():
                 raise StepError(f"database not found: {path} (params.database {params.database!r})", retryable=False)
             query, url, content_type = _Query(path, params, binds), path.resolve().as_uri(), "application/vnd.sqlite3"

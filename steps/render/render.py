@@ -300,7 +300,7 @@ def _template_dir(value: str | None, ctx: StepContext, where: str) -> Path | Non
         allowed = reach.allowed_template_dirs(ctx.config)
     except ConfigError as exc:
         raise StepError(str(exc), retryable=False) from exc
-    found = reach.refusal(value, ctx.policy_dir, allowed, reach.state_dirs(ctx.artifacts.root.parent))
+    found = reach.refusal(value, ctx.policy_dir, allowed, reach.state_dirs(ctx.artifacts.shared_dir))
     if found is not None:
         message, hint = found
         raise StepError(f"{message} at {where}/template_dir; {hint}", retryable=False)

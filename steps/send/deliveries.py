@@ -30,6 +30,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from engine import StepContext, StepError
+from engine.leases import Leases
 
 from .journal import NAME as JOURNAL_NAME
 from .journal import Journal
@@ -54,14 +55,19 @@ deliveries = sa.Table(
 
 
 # Who is delivering a key right now: two runs for the same slot (a scheduler double-fire) must
-# not both find "not sent yet" and both send. A claim older than CLAIM_STALE_S is abandoned
-# (its process died); the run that holds a claim may take it up again (a resume).
+# not both find "not sent yet" and both send. A claim carries a lease (engine.leases): ``owner``
+# (host:pid) and ``expires_at``, renewed by the process's heartbeat while it lives. Another run
+# takes the claim up only once the lease is over (its process died, on any host; on the same host
+# a dead pid is seen at once). A claim from before leases (no expiry) is abandoned after
+# CLAIM_STALE_S, or at once by the run that made it (a resume).
 claims = sa.Table(
     "delivery_claims",
     metadata,
     sa.Column("dedup_key", sa.String(64), primary_key=True),
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("claimed_at", sa.Float, nullable=False),
+    sa.Column("owner", sa.String(255)),
+    sa.Column("expires_at", sa.String(40)),
 )
 CLAIM_STALE_S = 900.0
 CLAIM_WAIT_S = 120.0
@@ -118,11 +124,13 @@ class Deliveries:
     def __init__(self, ctx: StepContext, channel: str) -> None:
         with busy_database("nothing was delivered"):
             self.db = ctx.database(metadata)
+        self.leases = ctx.leases if ctx.leases is not None else Leases(self.db)
+        self.leases.hold(claims)
         self.run_id = ctx.run_id
         self.step_id = ctx.step_id
         self.channel = channel
         # the state directory (the artifact store is its "artifacts" folder)
-        self.journal = Journal(ctx.artifacts.root.parent / JOURNAL_NAME)
+        self.journal = Journal(ctx.artifacts.shared_dir / JOURNAL_NAME)
 
     def find_sent(self, key: str) -> Sent | None:
         """The earliest ``sent`` record of ``key``: in the table, else in the journal."""
@@ -141,18 +149,28 @@ class Deliveries:
 
     def claim(self, key: str) -> str | None:
         """Claim ``key`` for this run; returns None when claimed, else the run holding it."""
-        now = time.time()
+        values = {"run_id": self.run_id, "claimed_at": time.time(), **self.leases.lease()}
         try:
             with self.db.begin() as conn:
                 row = conn.execute(sa.select(claims).where(claims.c.dedup_key == key)).first()
                 if row is None:
-                    conn.execute(claims.insert().values(dedup_key=key, run_id=self.run_id, claimed_at=now))
-                elif row.run_id == self.run_id or now - row.claimed_at > CLAIM_STALE_S:
-                    conn.execute(
-                        claims.update().where(claims.c.dedup_key == key).values(run_id=self.run_id, claimed_at=now)
-                    )
-                else:
+                    conn.execute(claims.insert().values(dedup_key=key, **values))
+                    return None
+                # this run's own claim (a retry, or a resume of a run whose process held it before leases)
+                ours = row.run_id == self.run_id and row.owner in (self.leases.owner, None)
+                if not ours and not self.leases.expired(row, stale_s=CLAIM_STALE_S):
                     return str(row.run_id)
+                taken = conn.execute(  # unless its holder renewed or another run took it since we looked
+                    claims.update()
+                    .where(
+                        claims.c.dedup_key == key,
+                        claims.c.owner.is_(None) if row.owner is None else claims.c.owner == row.owner,
+                        claims.c.claimed_at == row.claimed_at,
+                    )
+                    .values(**values)
+                )
+                if taken.rowcount != 1:
+                    return "another run"
         except (sa.exc.IntegrityError, sa.exc.OperationalError):
             return "another run"  # it wrote the claim between our read and our write
         return None

@@ -17,7 +17,7 @@ def test_a_version_1_database_is_migrated_to_the_latest(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     new = Store(tmp_path)
-    assert new.schema_version() == len(store_module.MIGRATIONS) == 8
+    assert new.schema_version() == len(store_module.MIGRATIONS) == 9
     new.close()
     with sqlite3.connect(tmp_path / "engine.db") as con:
         columns = {row[1] for row in con.execute("pragma table_info(step_runs)")}
@@ -26,13 +26,13 @@ def test_a_version_1_database_is_migrated_to_the_latest(tmp_path, monkeypatch):
     assert "pending_state" in columns
     expected = {"runs", "step_runs", "step_attempts", "pipeline_state", "schedule_slots", "run_resumes"}
     assert expected | {"schema_migrations"} <= tables
-    assert versions == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert versions == [1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 
 def test_migrating_twice_changes_nothing(tmp_path):
     Store(tmp_path).close()
     again = Store(tmp_path)
-    assert again.schema_version() == 8
+    assert again.schema_version() == 9
     again.close()
 
 
@@ -54,3 +54,34 @@ def test_processes_starting_at_once_on_a_new_state_directory_all_succeed(tmp_pat
     with sqlite3.connect(state / "engine.db") as con:
         versions = [row[0] for row in con.execute("select version from schema_migrations order by version")]
     assert versions == list(range(1, len(store_module.MIGRATIONS) + 1))
+
+
+def test_version_9_gives_what_is_running_a_lease_in_the_name_of_its_pid(tmp_path, monkeypatch):
+    """Leases (docs/deploy.md): a RUNNING run and a CLAIMED slot recorded before version 9 get an owner
+    (host:pid) and an expiry, so that another host can tell when they are left behind."""
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:8])
+    old = Store(tmp_path)
+    old.close()
+    with sqlite3.connect(tmp_path / "engine.db") as con:  # as version 8 made them: no lease columns
+        for table in ("runs", "schedule_slots"):
+            con.execute(f"alter table {table} drop column owner")
+            con.execute(f"alter table {table} drop column expires_at")
+        con.execute(
+            "insert into runs (id, policy_id, policy_hash, policy_json, params_json, status, dry_run, trigger,"
+            " attempt, started_at, pid, host) values ('r1', 'p', 'h', '{}', '{}', 'RUNNING', 0, 'manual', 1,"
+            " '2026-12-01T10:00:00+00:00', 4242, 'old-host')"
+        )
+        con.execute(
+            "insert into schedule_slots (policy_id, scheduled_for, status, claimed_at, pid, host)"
+            " values ('p', '2026-12-01T10:00:00+00:00', 'CLAIMED', '2026-12-01T10:00:01+00:00', 4242, 'old-host')"
+        )
+    monkeypatch.undo()
+
+    new = Store(tmp_path)
+    assert new.schema_version() == 9
+    new.close()
+    with sqlite3.connect(tmp_path / "engine.db") as con:
+        for table in ("runs", "schedule_slots"):
+            owner, expires = con.execute(f"select owner, expires_at from {table}").fetchone()
+            assert owner == "old-host:4242"
+            assert expires > "2026-12-01"
