@@ -50,7 +50,8 @@ HostName = Annotated[str, AfterValidator(_host_name)]
 policy_section(
     "allowed_hosts",
     list[HostName],
-    "Hosts fetch.http and fetch.sql (url) may reach (besides engine config [fetch] allowed_hosts); '*.example.com' allows subdomains.",
+    "Hosts fetch.http and fetch.sql (url) may reach (besides engine config [fetch] allowed_hosts); "
+    "'*.example.com' allows subdomains.",
     default=[],
 )
 policy_section(
