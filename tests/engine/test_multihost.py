@@ -179,10 +179,10 @@ def test_three_hosts_run_each_slot_once_and_take_over_a_killed_hosts_run_after_i
         else:
             raise AssertionError(f"{victim} never stopped running tick long enough to be killed alone")
         procs[victim].wait(timeout=10)
-        killed_at = time.monotonic()
+        [(lease_end,)] = sql(warehouse, "select expires_at from runs where id = %s", slow_run)
 
         # nobody takes the run over while its lease holds (2 s) ...
-        time.sleep(1.0)
+        time.sleep(0.5)
         assert sql(warehouse, "select status, owner from runs where id = %s", slow_run) == [("RUNNING", owner)]
 
         # ... then another host marks it interrupted and resumes it; its email goes out once
@@ -191,7 +191,8 @@ def test_three_hosts_run_each_slot_once_and_take_over_a_killed_hosts_run_after_i
             return rows[0] if rows and rows[0][0] == "SUCCESS" else None
 
         status, new_owner, attempt = wait_for(slow_done, 30, "the slow run to be resumed elsewhere and succeed")
-        assert time.monotonic() - killed_at >= 2.0  # not before the lease expired
+        [(resumed_at,)] = sql(warehouse, "select resumed_at from run_resumes where run_id = %s", slow_run)
+        assert resumed_at > lease_end  # not before the dead host's lease expired
         assert new_owner.rsplit(":", 1)[0] in set(HOSTS) - {victim}
         assert attempt == 2
         [(slot_status, slot_reason, slot_owner)] = wait_for(
@@ -259,7 +260,7 @@ def test_three_hosts_run_each_slot_once_and_take_over_a_killed_hosts_run_after_i
     )
     assert sorted(runs) == [(slot, 1, "SUCCESS", "SUCCESS") for slot in succeeded]  # a skipped slot: no run
     owners = {r[0].rsplit(":", 1)[0] for r in sql(warehouse, "select owner from runs where policy_id = 'tick'")}
-    assert owners == set(HOSTS)  # the work was shared
+    assert set(HOSTS) - {victim} <= owners <= set(HOSTS)  # the work was shared (the victim died early)
     sent = subjects(smtp_server)
     assert [s for s in expected if sent[f"tick {s}"] != (s in succeeded)] == []  # one email per run, none else
     assert [s for s, n in sent.items() if n > 1] == []  # no email twice, tick or slow
