@@ -155,7 +155,10 @@ def test_an_invalid_edit_keeps_the_last_valid_version_and_is_logged(serve, state
     write(folder, {"schema_version": 1, "id": "broken", "steps": []}, "broken.json")
     proc = serve()
     wait_for(lambda: query(state, "select 1 from runs where status = 'SUCCESS'"))
-    path.write_text('{"schema_version": 1, "id": "tick", "schedule": {"cron": "nope"}, "steps": []}', encoding="utf-8")
+    # written whole (a scan must not catch the file half-written: that would be a version of its own)
+    edited = path.with_suffix(".tmp")
+    edited.write_text(json.dumps({"schema_version": 1, "id": "tick", "schedule": {"cron": "nope"}, "steps": []}))
+    edited.replace(path)
     before = len(query(state, "select 1 from runs"))
 
     def more_runs() -> bool:
