@@ -145,3 +145,36 @@ def test_the_default_lease_is_30_s_renewed_every_10_s(monkeypatch):
     monkeypatch.delenv("ENGINE_LEASE_S", raising=False)
     monkeypatch.delenv("ENGINE_HEARTBEAT_S", raising=False)
     assert LeaseSettings.from_env() == LeaseSettings(30.0, 10.0)
+
+
+def test_engine_artifacts_dir_holds_the_artifacts_and_the_delivery_journal(tmp_path, db_url, monkeypatch):
+    """docs/deploy.md: ENGINE_ARTIFACTS_DIR is the artifacts folder every host reaches; the delivery
+    journal sits in it; a workspace other than default keeps its own under workspaces/NAME."""
+    import asyncio
+    import json
+
+    from engine.api import run_policy
+    from engine.workspaces import artifacts_dir_for
+    from tests.conftest import policy
+
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("ENGINE_ARTIFACTS_DIR", str(shared))
+    store = Store(tmp_path / "state", db_url)
+    try:
+        path = tmp_path / "p.json"
+        path.write_text(json.dumps(policy({"id": "page", "type": "test.artifact", "params": {"text": "hi"}})))
+        assert asyncio.run(run_policy(path, store=store)).status == "SUCCESS"
+        [(output,)] = pg.sql(store.state_dir, "select output_json from step_runs where step_id = 'page'")
+        stored = Path(json.loads(output)["path"])
+        assert stored.parent.parent == shared and stored.read_text() == "hi"
+        assert not (tmp_path / "state" / "artifacts").exists()
+        assert store.artifacts().shared_dir == shared  # where send steps keep deliveries.journal
+    finally:
+        store.close()
+    assert artifacts_dir_for("default") == shared
+    assert artifacts_dir_for("team-a") == shared / "workspaces" / "team-a"
+    monkeypatch.delenv("ENGINE_ARTIFACTS_DIR")
+    assert artifacts_dir_for("team-a") is None
+    plain = Store(tmp_path / "other", None)
+    assert (plain.artifacts_dir, plain.artifacts().shared_dir) == (tmp_path / "other" / "artifacts", tmp_path / "other")
+    plain.close()
