@@ -10,10 +10,12 @@ keeps a run from ending.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # asyncio is imported when a run uses a shared object: `engine validate` never does
+    import asyncio
 
 CLOSE_TIMEOUT_S = 3.0
 """How long closing a run's shared objects may take in all."""
@@ -33,6 +35,8 @@ class RunResources:
     async def get(self, key: str, factory: Factory) -> Any:
         if self._closed:
             raise RuntimeError(f"the run has ended: its shared {key!r} is closed")
+        import asyncio
+
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # two steps asking at once get one object
             if key not in self._items:
@@ -49,6 +53,8 @@ class RunResources:
         self._closed = True
         if not self._items:
             return
+        import asyncio
+
         names = list(self._items)
         self._items.clear()
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
@@ -29,6 +28,8 @@ class Value(Step, type="core.value", aliases=("value",)):
 
     async def run(self, params: Params, ctx: StepContext) -> Any:
         if params.delay_s:
+            import asyncio  # here, not at the top: `engine validate` of core steps never needs it
+
             await asyncio.sleep(params.delay_s)
         return params.value
 
@@ -87,6 +88,8 @@ class Shell(Step, type="core.shell", aliases=("shell",)):
         cwd = self._cwd(params, ctx)
         if cwd is not None and not cwd.is_dir():
             raise StepError(f"cwd {str(cwd)!r} is not a folder (at {ctx.pointer}/params/cwd)", retryable=False)
+        import asyncio
+
         try:
             proc = await asyncio.create_subprocess_exec(
                 *params.argv,

@@ -228,12 +228,12 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
     `engine serve` loads them, and a policy id used by more than one file is a problem for
     every one of them."""
     from ..validate import validate_file
-    from . import render
 
     if len(paths) == 1 and not paths[0].is_dir():
         _validate_one(paths[0], as_json)
         return
     from ..folders import load_folder
+    from . import render
 
     files = [p for p in paths if not p.is_dir()]
     missing = [p for p in files if not p.exists()]
@@ -289,11 +289,12 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
 
 def _validate_one(policy: Path, as_json: bool) -> None:
     from ..validate import validate_file
-    from . import render
 
     try:
         valid = validate_file(policy)
     except PolicyError as exc:
+        from . import render
+
         if as_json:
             _dump({"valid": False, "policy": str(policy), "problems": [p.to_dict() for p in exc.problems]})
         else:
@@ -310,7 +311,8 @@ def _validate_one(policy: Path, as_json: bool) -> None:
             }
         )
     else:
-        stdout.print(f"{policy}: valid ({len(valid.main_ids)} steps, {len(valid.failure_ids)} on_failure)")
+        # plain text (no rich, whose import a valid policy does not need; a '[' in a path stays as it is)
+        click.echo(f"{policy}: valid ({len(valid.main_ids)} steps, {len(valid.failure_ids)} on_failure)")
 
 
 @cli.command()
