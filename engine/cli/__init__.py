@@ -43,7 +43,17 @@ stderr = LazyConsole(stderr=True)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    The garbage collector is off while the command starts: importing the libraries allocates
+    hundreds of thousands of objects, and the full collections that triggers scan them again and
+    again (about a tenth of a one-step ``engine run``). Commands that work for long (``run``,
+    ``resume``, ``serve``, ``due``, ``server``, ``mcp``) turn it back on when they start working
+    (:func:`interrupts.collect_garbage`), with what start-up made frozen out of its scans; the
+    others are short reads that end before garbage matters."""
+    import gc
+
+    gc.disable()
     try:
         code = cli.main(args=argv, prog_name="engine", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -40,6 +40,16 @@ class _State:
 _state = _State()
 
 
+def collect_garbage() -> None:
+    """Turn the garbage collector back on for a command's work (``main`` turned it off for the
+    start-up); the objects start-up made (modules, classes, models) are frozen out of its scans."""
+    import gc
+
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def run_async(
     main: Callable[[], Coroutine[Any, Any, T]],
     on_signal: Callable[[signal.Signals], None],
@@ -53,6 +63,7 @@ def run_async(
     every signal goes to ``on_signal`` and only a third SIGINT exits at once."""
     import asyncio  # here, not at import: `engine --help` and `validate` never need an event loop
 
+    collect_garbage()
     loop = asyncio.new_event_loop()
     _state.signalled = False
     seen: list[signal.Signals] = []

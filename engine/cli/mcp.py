@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from . import cli, state_dir_option
+from . import cli, interrupts, state_dir_option
 
 
 @cli.command("mcp")
@@ -36,6 +36,7 @@ def mcp_command(ctx: click.Context, workers_runs: int, state_dir: Path | None) -
     caller = Caller(actor=f"mcp:{name}", role="author", workspace=workspace)
     ws = Workspace(workspace, store, EngineConfig.load(), approval_default=True)
     try:
+        interrupts.collect_garbage()
         anyio.run(serve_stdio, ws, caller, workers_runs)
     finally:
         logs.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from . import cli, grace_option, state_dir_option
+from . import cli, grace_option, interrupts, state_dir_option
 
 
 @cli.command()
@@ -72,6 +72,7 @@ def server(
         timeout_graceful_shutdown=5,
         lifespan="on",
     )
+    interrupts.collect_garbage()
     _Server(config).run()
 
 
