@@ -850,8 +850,11 @@ class Store:
         return dict(row) if row else None
 
     def find_runs(self, prefix: str) -> list[str]:
+        """Up to 5 run ids starting with ``prefix``: case-insensitive on every database (SQLite's LIKE
+        is, PostgreSQL's is not), and ``%``/``_`` in it are plain characters."""
+        query = sa.select(runs.c.id).where(runs.c.id.istartswith(prefix, autoescape=True)).limit(5)
         with self.engine.connect() as conn:
-            return list(conn.execute(sa.select(runs.c.id).where(runs.c.id.startswith(prefix)).limit(5)).scalars())
+            return list(conn.execute(query).scalars())
 
     def get_resumes(self, run_id: str) -> list[dict[str, Any]]:
         """The run's resumes, oldest first (``run_resumes`` rows)."""

@@ -253,6 +253,8 @@ def test_list_and_find_runs(store):
     assert [r["id"][-6:] for r in store.list_runs(status="failed")] == ["cccccc", "bbbbbb"]
     assert [r["id"][-6:] for r in store.list_runs(limit=1)] == ["cccccc"]
     assert store.find_runs("20240102") == ["20240102T000000-bbbbbb"]
+    assert store.find_runs("20240102t000000-BBB") == ["20240102T000000-bbbbbb"]  # as typed, on both databases
+    assert store.find_runs("2024010_") == []  # "_" is not a wildcard
     assert sorted(store.find_runs("2024010")) == [
         "20240101T000000-aaaaaa",
         "20240102T000000-bbbbbb",
