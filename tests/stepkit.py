@@ -344,6 +344,8 @@ class Child(Step, type="test.child"):
         import subprocess
 
         proc = subprocess.Popen(["sleep", str(params.seconds)])
-        Path(params.pid_file).write_text(str(proc.pid))
+        written = Path(params.pid_file + ".tmp")
+        written.write_text(str(proc.pid))
+        written.replace(params.pid_file)  # whole: a test polling for the file never reads it empty
         proc.wait()
         return None
