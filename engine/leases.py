@@ -84,6 +84,12 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def unchanged(column: Any, value: Any) -> Any:
+    """``column`` still holds ``value`` as read (NULL included): the condition of a takeover that
+    must fail if the lease's owner renewed it, or another process took it, in the meantime."""
+    return column.is_(None) if value is None else column == value
+
+
 @dataclass(frozen=True)
 class Held:
     """A table whose rows this process's heartbeat renews: those with ``owner`` = this process

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from .artifacts import ArtifactStore
 from .clock import utc_now
 from .errors import ResumeError
-from .leases import Leases, LeaseSettings, pid_alive
+from .leases import Leases, LeaseSettings, pid_alive, unchanged
 
 __all__ = ["Store", "pid_alive", "serialize", "portable_strings"]
 
@@ -295,13 +295,8 @@ def _v9_leases(conn: Connection) -> None:
     expires (on its own host, a dead pid is seen at once)."""
     settings = LeaseSettings.from_env()
     until = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.lease_s)).isoformat(timespec="microseconds")
+    _add_missing_columns(conn, [runs, schedule_slots])
     for table, active in ((runs, "RUNNING"), (schedule_slots, "CLAIMED")):
-        present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
-        for name in ("owner", "expires_at"):
-            if name not in present:
-                column = table.c[name]
-                kind = column.type.compile(dialect=conn.dialect)
-                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
         rows = conn.execute(sa.select(table).where(table.c.status == active, table.c.owner.is_(None))).mappings()
         for row in list(rows):
             key = [table.c[c.name] == row[c.name] for c in table.primary_key.columns]
@@ -452,7 +447,7 @@ class Store:
                     with self.engine.begin() as conn:
                         serialize(conn, "migrations")
                         metadata.create_all(conn, checkfirst=True)
-                        _add_missing_columns(conn, metadata)
+                        _add_missing_columns(conn, metadata.sorted_tables)
                     break
                 except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError) as exc:
                     if attempt == 5 or not _lost_race(exc):
@@ -670,7 +665,7 @@ class Store:
             rows = conn.execute(sa.select(*columns).where(runs.c.status == "RUNNING")).all()
         dead = []
         for r in rows:
-            if not self.leases.expired(r) or (r.pid == os.getpid() and r.host == self.leases.host):
+            if not self.leases.expired(r):
                 continue
             with self.engine.begin() as conn:
                 stamp = now()
@@ -679,8 +674,8 @@ class Store:
                     .where(
                         runs.c.id == r.id,
                         runs.c.status == "RUNNING",
-                        _holds(runs.c.owner, r.owner),
-                        _holds(runs.c.expires_at, r.expires_at),
+                        unchanged(runs.c.owner, r.owner),
+                        unchanged(runs.c.expires_at, r.expires_at),
                     )
                     .values(status="FAILED", error=INTERRUPTED, finished_at=stamp)
                 )
@@ -787,8 +782,8 @@ class Store:
                     schedule_slots.c.policy_id == claim["policy_id"],
                     schedule_slots.c.scheduled_for == claim["scheduled_for"],
                     schedule_slots.c.status == "CLAIMED",
-                    _holds(schedule_slots.c.owner, claim.get("owner")),
-                    _holds(schedule_slots.c.expires_at, claim.get("expires_at")),
+                    unchanged(schedule_slots.c.owner, claim.get("owner")),
+                    unchanged(schedule_slots.c.expires_at, claim.get("expires_at")),
                 )
                 .values(**self.leases.take())
             )
@@ -915,10 +910,10 @@ def _slot_insert(policy_id: str, scheduled_for: str, stamp: str, **values: Any) 
     return schedule_slots.insert().values(policy_id=policy_id, scheduled_for=scheduled_for, claimed_at=stamp, **values)
 
 
-def _add_missing_columns(conn: Connection, tables: sa.MetaData) -> None:
+def _add_missing_columns(conn: Connection, tables: Iterable[sa.Table]) -> None:
     """Add to existing tables the nullable columns their definition gained since they were made."""
     inspector = sa.inspect(conn)
-    for table in tables.sorted_tables:
+    for table in tables:
         present = {c["name"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name not in present and column.nullable and not column.primary_key:
@@ -930,11 +925,6 @@ def _log_lease_error(event: str, exc: Exception) -> None:
     from .logs import get_logger
 
     get_logger().warning(event, error=f"{type(exc).__name__}: {exc}", action="trying again at the next heartbeat")
-
-
-def _holds(column: Any, value: Any) -> Any:
-    """``column`` holds ``value`` (NULL included)."""
-    return column.is_(None) if value is None else column == value
 
 
 # PostgreSQL's "already exists" (duplicate_table, duplicate_object, duplicate_schema): another

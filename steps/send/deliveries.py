@@ -30,7 +30,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from engine import StepContext, StepError
-from engine.leases import Leases
+from engine.leases import Leases, unchanged
 
 from .journal import NAME as JOURNAL_NAME
 from .journal import Journal
@@ -164,7 +164,7 @@ class Deliveries:
                     claims.update()
                     .where(
                         claims.c.dedup_key == key,
-                        claims.c.owner.is_(None) if row.owner is None else claims.c.owner == row.owner,
+                        unchanged(claims.c.owner, row.owner),
                         claims.c.claimed_at == row.claimed_at,
                     )
                     .values(**values)
